@@ -1,0 +1,323 @@
+"""Plumbing shared by the experiment scripts: arguments, seeding, device, alpha scaling, the norm
+projection, log-spaced evaluation, run directories, grokking summaries, plots and progress bars.
+
+Nothing experiment-specific lives here: models, data and training loops stay in their scripts.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kernels import batched_norm, global_norm, project_to_norm_, project_to_norm_batched_  # noqa: F401
+
+REPO = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+# ----------------------------------------------------------------------------------------------
+def add_standard_args(parser, *, modes, steps, acc_threshold):
+    """The flags every script takes (DESIGN.md, "The contract every script keeps")."""
+    parser.add_argument("--mode", default="run", choices=modes,
+                        help="which experiment to run (default: run, the headline experiment)")
+    parser.add_argument("--out", default=None,
+                        help="run directory (default: runs/<script>/<mode>-<time>)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (model init and batches)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto picks cuda when available, else cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="floating-point type of parameters and data")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps per training run")
+    parser.add_argument("--acc-threshold", type=float, default=acc_threshold,
+                        help="accuracy that counts as 'reached' in the grokking summary")
+    parser.add_argument("--eval-points", type=int, default=150,
+                        help="number of log-spaced evaluation steps (the last step is always one)")
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad flag, missing data): reported as one sentence, exit code 2."""
+
+
+def require(ok, message):
+    if not ok:
+        raise UserError(message)
+
+
+def check_standard_args(args):
+    require(args.steps > 0, f"--steps must be positive, got {args.steps}.")
+    require(0 < args.acc_threshold <= 1, f"--acc-threshold must be in (0, 1], got {args.acc_threshold}.")
+    require(args.eval_points > 0, f"--eval-points must be positive, got {args.eval_points}.")
+
+
+def main_guard(main):
+    """Run main(); turn UserError into one line on stderr and exit code 2 (no traceback)."""
+    try:
+        main()
+    except UserError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except NonFiniteLoss as e:
+        print(f"{Path(sys.argv[0]).name}: stopped: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def parse_floats(text, name):
+    """'0.1,0.3,1' -> [0.1, 0.3, 1.0], with a clear error for junk."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{name} must be a comma-separated list of numbers, got {text!r}.") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# seeding, device, dtype
+# ----------------------------------------------------------------------------------------------
+def seed_everything(seed):
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    require(name != "cuda" or torch.cuda.is_available(), "--device cuda was asked for but no GPU is visible.")
+    return torch.device(name)
+
+
+def pick_dtype(name):
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+# ----------------------------------------------------------------------------------------------
+# weight norm: alpha scaling and the fixed-norm projection (the call into kernels/)
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def scale_by_alpha_(params, alpha):
+    """Multiply EVERY parameter (weights, biases, embeddings) by alpha, as the paper and the authors'
+    code do. Returns (w0, w): the global norm before and after, as floats (called once, at init)."""
+    params = list(params)
+    w0 = global_norm(params).item()
+    torch._foreach_mul_(params, alpha)
+    return w0, alpha * w0
+
+
+@torch.no_grad()
+def decay_weights_(params, lr, wd):
+    """AdamW's decoupled weight decay, p <- p * (1 - lr * wd), for an ensemble: wd is a float or a
+    tensor [E] with one value per model (parameters carry the leading dimension E). Called just before
+    an Adam(weight_decay=0) step it gives exactly torch.optim.AdamW's update, member by member."""
+    if not torch.is_tensor(wd):
+        if wd:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        return
+    factor = 1 - lr * wd
+    torch._foreach_mul_(params, [factor.to(p.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params])
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation schedule
+# ----------------------------------------------------------------------------------------------
+def log_steps(total, n_points=150):
+    """Evaluation steps: 0 (at init), then about n_points log-spaced steps up to total (always included).
+    Dense at the start, where overfitting happens in a few dozen steps; sparse later, as grokking
+    plots use a log-x axis."""
+    pts = np.unique(np.round(np.logspace(0, math.log10(total), n_points)).astype(int))
+    return [0] + [int(s) for s in pts if s < total] + [total]
+
+
+# ----------------------------------------------------------------------------------------------
+# run directory and JSON files
+# ----------------------------------------------------------------------------------------------
+def write_json(path, obj):
+    """Atomic write: a temp file in the same folder, then rename (a killed run never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x)} to JSON")
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def make_run_dir(script, args, device):
+    """Create the run directory and write config.json (all args, versions, device, git commit)."""
+    name = Path(script).stem
+    out = Path(args.out) if args.out else REPO / "runs" / name / f"{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "script": name,
+        "args": vars(args),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(out / "config.json", config)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# grokking summary
+# ----------------------------------------------------------------------------------------------
+def first_step(steps, values, threshold, *, above=True):
+    """First evaluated step where values >= threshold (above) or <= threshold (not above); else None."""
+    for s, v in zip(steps, values):
+        if (v >= threshold) if above else (v <= threshold):
+            return int(s)
+    return None
+
+
+def ratio(a, b):
+    """a / b for step counts (b = 0 counts as 1 step: reached at init); None when either is None."""
+    if a is None or b is None:
+        return None
+    return a / max(b, 1)
+
+
+def grok_summary(steps, m, *, acc_threshold=None, loss_threshold=None):
+    """The summary.json fields of a run, from the metrics dict m (lists over evaluated steps):
+    train_acc/test_acc (or train_loss/test_loss with loss_threshold), train_loss, test_loss, w."""
+    s = {}
+    if acc_threshold is not None:
+        tr = first_step(steps, m["train_acc"], acc_threshold)
+        te = first_step(steps, m["test_acc"], acc_threshold)
+        s.update(acc_threshold=acc_threshold, train_acc_step=tr, test_acc_step=te, grok_ratio=ratio(te, tr),
+                 final_train_acc=m["train_acc"][-1], final_test_acc=m["test_acc"][-1])
+    if loss_threshold is not None:
+        tr = first_step(steps, m["train_loss"], loss_threshold, above=False)
+        te = first_step(steps, m["test_loss"], loss_threshold, above=False)
+        s.update(loss_threshold=loss_threshold, train_loss_step=tr, test_loss_step=te, grok_ratio=ratio(te, tr))
+    s.update(final_train_loss=m["train_loss"][-1], final_test_loss=m["test_loss"][-1],
+             w_init=m["w"][0], w_min=min(m["w"]), w_final=m["w"][-1])
+    return s
+
+
+def fit_loglog_slope(x, y):
+    """Least-squares slope of log y vs log x over the points where y is not None (None = censored)."""
+    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y) if b is not None and b > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.array(pts).T
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or inf: the run stops, keeping the metrics measured so far."""
+
+
+def check_finite(value, step, what="loss"):
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"{what} became {value} at step {step}; metrics up to the previous evaluation "
+                            f"are saved. Lower --lr or --alpha, or use --dtype float64.")
+
+
+# ----------------------------------------------------------------------------------------------
+# progress bar
+# ----------------------------------------------------------------------------------------------
+def progress(total, desc):
+    """One compact tqdm line; scripts call bar.set_postfix_str(...) at evaluation steps only."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=0.5, disable=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# plots (matplotlib imported here only, with a file-only backend)
+# ----------------------------------------------------------------------------------------------
+def plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+    return pyplot
+
+
+def savefig(fig, path):
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    os.replace(tmp, path)
+    plt().close(fig)
+
+
+def plot_curves(ax, steps, m, *, title="", acc=True, w=True, loss_log=True):
+    """Accuracy (or loss) vs step on log-x, weight norm on a twin axis: the paper's grokking plot.
+    With acc=False the axis shows train/test loss instead of accuracy."""
+    x = np.maximum(np.asarray(steps), 1)  # step 0 (init) drawn at 1 on the log axis
+    if acc:
+        ax.plot(x, m["train_acc"], color="tab:blue", label="train acc")
+        ax.plot(x, m["test_acc"], color="tab:red", label="test acc")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+    else:
+        ax.plot(x, m["train_loss"], color="tab:blue", label="train loss")
+        ax.plot(x, m["test_loss"], color="tab:red", label="test loss")
+        ax.set_ylabel("loss")
+        if loss_log:
+            ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_xlabel("optimization steps")
+    ax.set_title(title)
+    lines, labels = ax.get_legend_handles_labels()
+    if w:
+        ax2 = ax.twinx()
+        ax2.plot(x, m["w"], color="tab:green", ls="--", label="weight norm")
+        ax2.set_ylabel("weight norm w")
+        l2, lb2 = ax2.get_legend_handles_labels()
+        lines, labels = lines + l2, labels + lb2
+    ax.legend(lines, labels, loc="best", fontsize=8)
+
+
+def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, logy=False, levels=None,
+                 cmap="viridis", log_color=False, colorbar_label=""):
+    """z[i, j] at (x[j], y[i]) as a colour map, with contour lines at `levels`."""
+    from matplotlib.colors import LogNorm
+    z = np.asarray(z, dtype=float)
+    norm = None
+    if log_color:
+        pos = z[np.isfinite(z) & (z > 0)]
+        norm = LogNorm(vmin=pos.min(), vmax=pos.max()) if pos.size else None
+    X, Y = np.meshgrid(x, y)
+    im = ax.pcolormesh(X, Y, z, shading="nearest", cmap=cmap, norm=norm)
+    if levels is not None and np.isfinite(z).sum() > 3 and len(x) > 1 and len(y) > 1:
+        cs = ax.contour(X, Y, z, levels=levels, colors="w", linewidths=1)
+        ax.clabel(cs, fontsize=7, fmt="%g")
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.figure.colorbar(im, ax=ax, label=colorbar_label)
+    return im
