@@ -7,7 +7,6 @@ VENV_STAMP := .venv/.installed
 # A virtual environment with the pinned requirements (re-installed when requirements.txt changes).
 $(VENV_STAMP): requirements.txt
 	python3 -m venv .venv
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
