@@ -21,7 +21,7 @@ demo: install data
 	$(PY) mnist_grok.py --alpha 9 --wd 0.3
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench: install
 	$(PY) kernels/bench.py

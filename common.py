@@ -249,7 +249,7 @@ def check_finite(value, step, what="loss"):
 def progress(total, desc):
     """One compact tqdm line; scripts call bar.set_postfix_str(...) at evaluation steps only."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=0.5, disable=None)
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=1.0)
 
 
 # ----------------------------------------------------------------------------------------------

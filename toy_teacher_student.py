@@ -1,0 +1,325 @@
+"""Grokking in a teacher-student MLP regression (Omnigrok, Sec. 3, Fig. 2).
+
+A teacher and a student, both 5-100-100-5 tanh MLPs with PyTorch's default init (different seeds),
+100 train + 100 test inputs x ~ N(0, I5), labels = teacher(x); full batch; MSE; AdamW lr 3e-4. The
+student's init is scaled by alpha (every parameter). A sample counts as "correct" when its squared
+error, averaged over the 5 outputs, is below --theta (1e-3, the authors' code). The paper's text says
+"prediction error < 0.01"; measured with an L2 error < 0.01, test accuracy never reached 95% even at
+alpha = 0.5, so we follow the code and keep theta a flag.
+
+Modes (each trains all its models at once, as one batched ensemble):
+    python toy_teacher_student.py --alpha 2 --wd 0.05      # run: Fig. 2b-like curves (the authors' saved run)
+    python toy_teacher_student.py --mode grid              # Fig. 2b: alpha {0.5, 2} x wd {0, 0.03, 1}
+    python toy_teacher_student.py --mode landscape         # Fig. 2a: reduced train/test loss vs alpha (L and U)
+    python toy_teacher_student.py --mode wd-sweep          # Fig. 2c: steps to 95% train/test acc vs wd
+
+Runtimes on 2 CPU cores (1e5 steps unless said): see README.md.
+Expected result: alpha = 2, wd = 0.05 fits the training set within ~1k steps and generalizes only
+after ~3e4 steps (grokking); alpha = 0.5 generalizes right after fitting; in the wd sweep the steps to
+95% test accuracy scale as wd^-1 while the steps to 95% train accuracy do not depend on wd.
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+
+import common
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+# ----------------------------------------------------------------------------------------------
+MODES = ["run", "grid", "landscape", "wd-sweep"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    common.add_standard_args(p, modes=MODES, steps=100_000, acc_threshold=0.95)
+    p.set_defaults(seed=1)  # the authors' student seed (teacher: seed 0)
+    p.add_argument("--alpha", type=float, default=2.0, help="init scale of the student, w = alpha * w0 (run mode)")
+    p.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay (run mode)")
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (Adam / AdamW)")
+    p.add_argument("--theta", type=float, default=1e-3,
+                   help="a sample is correct when its mean squared error over the outputs is below theta")
+    p.add_argument("--teacher-seed", type=int, default=0, help="seed of the teacher's init and of the inputs")
+    p.add_argument("--n-train", type=int, default=100, help="training samples")
+    p.add_argument("--n-test", type=int, default=100, help="test samples")
+    p.add_argument("--width", type=int, default=100, help="hidden width of teacher and student")
+    p.add_argument("--constrain", action="store_true",
+                   help="run mode: hold the weight norm fixed at alpha * w0 (projection after every step)")
+    p.add_argument("--alphas", default=",".join(f"{a:.4g}" for a in np.logspace(-1, 1, 11)),
+                   help="landscape mode: init scales (comma-separated; the authors: 10**linspace(-1, 1, 11))")
+    p.add_argument("--landscape-steps", type=int, default=10_000,
+                   help="landscape mode: steps per alpha (the authors: 1e4)")
+    p.add_argument("--wds", default=",".join(f"{w:.4g}" for w in np.logspace(math.log10(0.03), 0, 9)),
+                   help="wd-sweep mode: weight decays (comma-separated; default 9 log-spaced in [0.03, 1])")
+    p.add_argument("--sweep-alpha", type=float, default=2.0, help="wd-sweep mode: init scale (paper: 2)")
+    args = p.parse_args(argv)
+
+    common.check_standard_args(args)
+    common.require(args.alpha > 0, f"--alpha must be positive, got {args.alpha}.")
+    common.require(args.wd >= 0, f"--wd must be >= 0, got {args.wd}.")
+    common.require(args.lr > 0, f"--lr must be positive, got {args.lr}.")
+    common.require(args.theta > 0, f"--theta must be positive, got {args.theta}.")
+    common.require(args.n_train > 0 and args.n_test > 0, "--n-train and --n-test must be positive.")
+    common.require(args.landscape_steps > 0, f"--landscape-steps must be positive, got {args.landscape_steps}.")
+    common.require(args.sweep_alpha > 0, f"--sweep-alpha must be positive, got {args.sweep_alpha}.")
+    args.alpha_list = common.parse_floats(args.alphas, "--alphas")
+    args.wd_list = common.parse_floats(args.wds, "--wds")
+    common.require(args.alpha_list and min(args.alpha_list) > 0, "--alphas must be positive numbers.")
+    common.require(args.wd_list and min(args.wd_list) >= 0, "--wds must be numbers >= 0.")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# data: inputs x ~ N(0, I), labels from the teacher
+# ----------------------------------------------------------------------------------------------
+def mlp_params(seed, width, dtype, device):
+    """A 5-width-width-5 MLP initialised as nn.Linear does by default, for a given seed: the list
+    [W1, b1, W2, b2, W3, b3], so ensembles can stack members that equal single runs exactly."""
+    torch.manual_seed(seed)
+    layers = [torch.nn.Linear(5, width), torch.nn.Linear(width, width), torch.nn.Linear(width, 5)]
+    return [t.detach().to(device, dtype) for layer in layers for t in (layer.weight, layer.bias)]
+
+
+def forward(params, x):
+    """Batched tanh MLP: params have a leading ensemble dim E, x is [N, 5] -> [E, N, 5]."""
+    W1, b1, W2, b2, W3, b3 = params
+    h = torch.tanh(torch.einsum("nd,ehd->enh", x, W1) + b1[:, None])
+    h = torch.tanh(torch.baddbmm(b2[:, None], h, W2.transpose(1, 2)))
+    return torch.baddbmm(b3[:, None], h, W3.transpose(1, 2))
+
+
+def make_data(args, dtype, device):
+    teacher = [t[None] for t in mlp_params(args.teacher_seed, args.width, dtype, device)]
+    g = torch.Generator().manual_seed(args.teacher_seed)
+    x = torch.randn(args.n_train + args.n_test, 5, generator=g).to(device, dtype)
+    with torch.no_grad():
+        y = forward(teacher, x)[0]
+    return (x[:args.n_train], y[:args.n_train]), (x[args.n_train:], y[args.n_train:])
+
+
+# ----------------------------------------------------------------------------------------------
+# training: E students at once (one per (alpha, wd) pair), exactly E independent AdamW runs
+# ----------------------------------------------------------------------------------------------
+def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
+    """Train one student per (alpha, wd) and return (eval steps, per-member metric dicts).
+    constrain=True holds each member's weight norm at alpha * w0 (reduced landscape, wd ignored)."""
+    (x_tr, y_tr), (x_te, y_te) = make_data(args, dtype, device)
+    E = len(alphas)
+    members = [mlp_params(args.seed, args.width, dtype, device) for _ in range(E)]
+    params = [torch.stack(ts).requires_grad_() for ts in zip(*members)]
+    alpha_t = torch.tensor(alphas, dtype=dtype, device=device)
+    w0 = common.batched_norm(params).detach()
+    with torch.no_grad():  # alpha multiplies every parameter of member e
+        torch._foreach_mul_(params, [alpha_t.view(-1, *([1] * (p.dim() - 1))) for p in params])
+    w_target = alpha_t * w0
+    wd_t = torch.tensor(wds, dtype=dtype, device=device)
+    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True)  # fused: one kernel for all tensors
+
+    def losses_and_acc(x, y):
+        err = (forward(params, x) - y).pow(2).mean(-1)  # [E, N]: mean squared error per sample
+        return err.mean(1), (err < args.theta).to(dtype).mean(1)
+
+    eval_at = set(common.log_steps(steps, args.eval_points))
+    m = {k: [] for k in ("train_loss", "test_loss", "train_acc", "test_acc", "w")}
+    evaluated = []
+    bar = common.progress(steps, desc)
+    for step in range(steps + 1):
+        if step in eval_at:
+            with torch.no_grad():
+                tr_loss, tr_acc = losses_and_acc(x_tr, y_tr)
+                te_loss, te_acc = losses_and_acc(x_te, y_te)
+                w = common.batched_norm(params)
+                row = torch.stack([tr_loss, te_loss, tr_acc, te_acc, w]).tolist()  # the one sync
+            bad = [v for v in row[0] + row[1] if not math.isfinite(v)]
+            if bad:
+                bar.close()
+                return evaluated, _split(m, E), common.NonFiniteLoss(
+                    f"loss became {bad[0]} at step {step}; metrics up to the previous evaluation are saved. "
+                    f"Lower --lr or --alpha, or use --dtype float64.")
+            evaluated.append(step)
+            for k, v in zip(m, row):
+                m[k].append(v)
+            bar.set_postfix_str(_postfix(row, E))
+        if step == steps:
+            break
+        loss, _ = losses_and_acc(x_tr, y_tr)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
+        if not constrain:
+            common.decay_weights_(params, args.lr, wd_t)
+        opt.step()
+        if constrain:
+            common.project_to_norm_batched_(params, w_target)
+        bar.update()
+    bar.close()
+    return evaluated, _split(m, E), None
+
+
+def _split(m, E):
+    """{key: [[member values] per step]} -> [ {key: [values per step]} per member ]."""
+    return [{k: [row[e] for row in v] for k, v in m.items()} for e in range(E)]
+
+
+def _postfix(row, E):
+    tr_loss, te_loss, tr_acc, te_acc, w = row
+    if E == 1:
+        return f"train {tr_acc[0]:.2f} test {te_acc[0]:.2f} | loss {tr_loss[0]:.1e}/{te_loss[0]:.1e} | w {w[0]:.1f}"
+    return f"train acc {min(tr_acc):.2f}..{max(tr_acc):.2f} test acc {min(te_acc):.2f}..{max(te_acc):.2f}"
+
+
+# ----------------------------------------------------------------------------------------------
+# modes
+# ----------------------------------------------------------------------------------------------
+def run_mode(args, out, device, dtype):
+    t0 = time.time()
+    steps, [m], err = train_ensemble(args, [args.alpha], [args.wd], args.steps, constrain=args.constrain,
+                                     desc=f"alpha={args.alpha:g} wd={args.wd:g}", device=device, dtype=dtype)
+    wall = time.time() - t0
+    common.write_json(out / "metrics.json", {"steps": steps, **m})
+    if err:
+        raise err
+    summary = common.grok_summary(steps, m, acc_threshold=args.acc_threshold)
+    summary.update(alpha=args.alpha, wd=args.wd, theta=args.theta, wall_seconds=wall, steps_per_second=args.steps / wall)
+    common.write_json(out / "summary.json", summary)
+
+    plt = common.plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    title = f"alpha={args.alpha:g}, weight decay={args.wd:g}" + (" (fixed norm)" if args.constrain else "")
+    common.plot_curves(axes[0], steps, m, title=title)
+    common.plot_curves(axes[1], steps, m, acc=False, title="MSE")
+    common.savefig(fig, out / "curves.png")
+    return summary
+
+
+def grid_mode(args, out, device, dtype):
+    """Fig. 2b: large (2.0) and small (0.5) init, each with no, small (0.03) and large (1) weight decay."""
+    alphas, wds = [2.0, 0.5], [0.0, 0.03, 1.0]
+    pairs = [(a, w) for a in alphas for w in wds]
+    t0 = time.time()
+    steps, ms, err = train_ensemble(args, [a for a, _ in pairs], [w for _, w in pairs], args.steps,
+                                    constrain=False, desc="grid", device=device, dtype=dtype)
+    members = [{"alpha": a, "wd": w, **m} for (a, w), m in zip(pairs, ms)]
+    common.write_json(out / "metrics.json", {"steps": steps, "members": members})
+    if err:
+        raise err
+    summary = {"members": [{"alpha": a, "wd": w, **common.grok_summary(steps, m, acc_threshold=args.acc_threshold)}
+                           for (a, w), m in zip(pairs, ms)], "wall_seconds": time.time() - t0}
+    common.write_json(out / "summary.json", summary)
+
+    plt = common.plt()
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True, layout="constrained")
+    for ax, (a, w), m in zip(axes.flat, pairs, ms):
+        common.plot_curves(ax, steps, m, title=f"alpha={a:g}, weight decay={w:g}")
+    fig.suptitle("Teacher-student: large init groks (top) unless wd = 0; small init generalizes fast (bottom)")
+    common.savefig(fig, out / "grid.png")
+    return summary
+
+
+def landscape_mode(args, out, device, dtype):
+    """Fig. 2a: for each alpha, minimise the train loss on the sphere ||w|| = alpha * w0 (no weight
+    decay) and record the reduced train and test losses (best over training, and final)."""
+    alphas = args.alpha_list
+    t0 = time.time()
+    steps, ms, err = train_ensemble(args, alphas, [0.0] * len(alphas), args.landscape_steps,
+                                    constrain=True, desc="landscape", device=device, dtype=dtype)
+    common.write_json(out / "metrics.json", {"steps": steps, "members": [{"alpha": a, **m} for a, m in zip(alphas, ms)]})
+    if err:
+        raise err
+    points = [{"alpha": a, "w": m["w"][-1],
+               "train_loss_best": min(m["train_loss"]), "test_loss_best": min(m["test_loss"]),
+               "train_loss_final": m["train_loss"][-1], "test_loss_final": m["test_loss"][-1],
+               "train_acc_best": max(m["train_acc"]), "test_acc_best": max(m["test_acc"])}
+              for a, m in zip(alphas, ms)]
+    best_alpha = points[int(np.argmin([p["test_loss_best"] for p in points]))]["alpha"]
+    summary = {"points": points, "test_loss_argmin_alpha": best_alpha, "wall_seconds": time.time() - t0}
+    common.write_json(out / "summary.json", summary)
+
+    plt = common.plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(alphas, [p["train_loss_best"] for p in points], "o-", label="training (reduced)")
+    ax.plot(alphas, [p["test_loss_best"] for p in points], "o-", label="test (reduced)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("alpha = w / w0")
+    ax.set_ylabel("loss (best during fixed-norm training)")
+    ax.set_title("Reduced landscape: training L, test U")
+    ax.legend()
+    common.savefig(fig, out / "landscape.png")
+    return summary
+
+
+def wd_sweep_mode(args, out, device, dtype):
+    """Fig. 2c: at alpha = 2, steps to reach the accuracy threshold on train and test vs weight decay.
+    A member that never reaches it within --steps is censored: drawn at the step budget, not fitted."""
+    wds = args.wd_list
+    t0 = time.time()
+    steps, ms, err = train_ensemble(args, [args.sweep_alpha] * len(wds), wds, args.steps, constrain=False,
+                                    desc="wd-sweep", device=device, dtype=dtype)
+    common.write_json(out / "metrics.json", {"steps": steps, "members": [{"wd": w, **m} for w, m in zip(wds, ms)]})
+    if err:
+        raise err
+    members = [{"wd": w, **common.grok_summary(steps, m, acc_threshold=args.acc_threshold)} for w, m in zip(wds, ms)]
+    for mem, m in zip(members, ms):  # weight norm when the threshold is reached (Fig. 2c, right)
+        for split in ("train", "test"):
+            s = mem[f"{split}_acc_step"]
+            mem[f"w_at_{split}_acc"] = m["w"][steps.index(s)] if s is not None else None
+    # Only wd > 0 has a log: wd = 0 members are reported but left out of the fit.
+    fit = [(mem["wd"], mem) for mem in members if mem["wd"] > 0]
+    summary = {"alpha": args.sweep_alpha, "members": members,
+               "slope_train": common.fit_loglog_slope([w for w, _ in fit], [m["train_acc_step"] for _, m in fit]),
+               "slope_test": common.fit_loglog_slope([w for w, _ in fit], [m["test_acc_step"] for _, m in fit]),
+               "wall_seconds": time.time() - t0}
+    common.write_json(out / "summary.json", summary)
+    print(f"fitted log-log slopes: train {summary['slope_train']}, test {summary['slope_test']} (paper: 0 and -1)")
+
+    plt = common.plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for split, color in (("train", "tab:blue"), ("test", "tab:red")):
+        x = [m["wd"] for _, m in fit]
+        s = [m[f"{split}_acc_step"] for _, m in fit]
+        reached = [(a, b) for a, b in zip(x, s) if b is not None]
+        censored = [a for a, b in zip(x, s) if b is None]
+        slope = summary[f"slope_{split}"]
+        label = f"{split} (slope {slope:.2f})" if slope is not None else split
+        if reached:
+            axes[0].plot(*zip(*reached), "o-", color=color, label=label)
+        if censored:
+            axes[0].plot(censored, [args.steps] * len(censored), "^", mfc="none", color=color,
+                         label=f"{split}: not reached by {args.steps}")
+        wr = [(m["wd"], m[f"w_at_{split}_acc"]) for _, m in fit if m[f"w_at_{split}_acc"] is not None]
+        if wr:
+            axes[1].plot(*zip(*wr), "o-", color=color, label=split)
+    x = np.array([w for w, _ in fit])
+    tests = [(w, m["test_acc_step"]) for w, m in fit if m["test_acc_step"]]
+    if tests:  # a wd^-1 guide through the geometric mean of the reached test points
+        c = np.exp(np.mean([np.log(s * w) for w, s in tests]))
+        axes[0].plot(x, c / x, "k:", label="~ 1/wd")
+    axes[0].set_yscale("log")
+    for ax, ylabel in zip(axes, (f"steps to {args.acc_threshold:.0%} accuracy", "weight norm w at that step")):
+        ax.set_xscale("log")
+        ax.set_xlabel("weight decay")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"alpha = {args.sweep_alpha:g}")
+    common.savefig(fig, out / "wd_sweep.png")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    device, dtype = common.pick_device(args.device), common.pick_dtype(args.dtype)
+    common.seed_everything(args.seed)
+    out = common.make_run_dir(__file__, args, device)
+    mode = {"run": run_mode, "grid": grid_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
+    summary = mode(args, out, device, dtype)
+    print(f"wrote {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    common.main_guard(main)
