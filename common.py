@@ -311,6 +311,18 @@ def plot_curves(ax, steps, m, *, title="", acc=True, w=True, loss_log=True):
     ax.legend(lines, labels, loc="best", fontsize=8)
 
 
+def _cell_edges(v, log):
+    """Edges of the cells centred on the grid values v: midpoints in log space on a log axis (linear
+    midpoints would put the first edge of a log-spaced grid at or below zero)."""
+    v = np.log10(np.asarray(v, dtype=float)) if log else np.asarray(v, dtype=float)
+    if len(v) == 1:
+        e = np.array([v[0] - 0.5, v[0] + 0.5])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    return 10 ** e if log else e
+
+
 def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, logy=False, levels=None,
                  cmap="viridis", log_color=False, colorbar_label=""):
     """z[i, j] at (x[j], y[i]) as a colour map, with contour lines at `levels`."""
@@ -320,8 +332,8 @@ def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, log
     if log_color:
         pos = z[np.isfinite(z) & (z > 0)]
         norm = LogNorm(vmin=pos.min(), vmax=pos.max()) if pos.size else None
+    im = ax.pcolormesh(_cell_edges(x, logx), _cell_edges(y, logy), z, shading="flat", cmap=cmap, norm=norm)
     X, Y = np.meshgrid(x, y)
-    im = ax.pcolormesh(X, Y, z, shading="nearest", cmap=cmap, norm=norm)
     if levels is not None and np.isfinite(z).sum() > 3 and len(x) > 1 and len(y) > 1:
         cs = ax.contour(X, Y, z, levels=levels, colors="w", linewidths=1)
         ax.clabel(cs, fontsize=7, fmt="%g")
