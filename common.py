@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-def add_standard_args(parser, *, modes, steps, acc_threshold):
+def add_standard_args(parser, *, modes, steps, acc_threshold, steps_help="optimizer steps per training run"):
     """The flags every script takes (DESIGN.md, "The contract every script keeps")."""
     parser.add_argument("--mode", default="run", choices=modes,
                         help="which experiment to run (default: run, the headline experiment)")
@@ -36,7 +36,7 @@ def add_standard_args(parser, *, modes, steps, acc_threshold):
                         help="auto picks cuda when available, else cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="floating-point type of parameters and data")
-    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps per training run")
+    parser.add_argument("--steps", type=int, default=steps, help=steps_help)
     parser.add_argument("--acc-threshold", type=float, default=acc_threshold,
                         help="accuracy that counts as 'reached' in the grokking summary")
     parser.add_argument("--eval-points", type=int, default=150,
