@@ -256,6 +256,11 @@ def check_finite(value, step, what="loss"):
                             f"are saved. Lower --lr or --alpha, or use --dtype float64.")
 
 
+def split_members(m, E):
+    """Ensemble curves {key: [[value per member] per step]} -> [{key: [value per step]} per member]."""
+    return [{k: [row[e] for row in v] for k, v in m.items()} for e in range(E)]
+
+
 # ----------------------------------------------------------------------------------------------
 # progress bar
 # ----------------------------------------------------------------------------------------------
@@ -263,6 +268,15 @@ def progress(total, desc):
     """One compact tqdm line; scripts call bar.set_postfix_str(...) at evaluation steps only."""
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, dynamic_ncols=True, mininterval=1.0)
+
+
+def postfix(train_loss, test_loss, train_acc, test_acc, w):
+    """The live metrics of an evaluation (lists over ensemble members): values for one model, ranges for many."""
+    if len(w) == 1:
+        return (f"train {train_acc[0]:.3f} test {test_acc[0]:.3f} | loss {train_loss[0]:.2e}/{test_loss[0]:.2e} "
+                f"| w {w[0]:.1f}")
+    return (f"E={len(w)} train acc {min(train_acc):.2f}..{max(train_acc):.2f} "
+            f"test acc {min(test_acc):.2f}..{max(test_acc):.2f}")
 
 
 # ----------------------------------------------------------------------------------------------

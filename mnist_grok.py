@@ -460,7 +460,7 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
             evaluated.append(step)
             for k, v in zip(keys, row):
                 m[k].append([x if math.isfinite(x) else None for x in v])  # a diverged member: None
-            bar.set_postfix_str(_postfix(row, E))
+            bar.set_postfix_str(common.postfix(*row))
             if stop_when_reached and all(a is not None and a >= args.acc_threshold for a in m["test_acc"][-1]):
                 break
         if step == steps:
@@ -485,19 +485,7 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
             last = step
     bar.update(min(step, steps) - last)
     bar.close()
-    return evaluated, _split(m, E), err
-
-
-def _split(m, E):
-    """{key: [[member values] per step]} -> [{key: [values per step]} per member]."""
-    return [{k: [row[e] for row in v] for k, v in m.items()} for e in range(E)]
-
-
-def _postfix(row, E):
-    tr_loss, te_loss, tr_acc, te_acc, w = row
-    if E == 1:
-        return f"train {tr_acc[0]:.3f} test {te_acc[0]:.3f} | loss {tr_loss[0]:.2e}/{te_loss[0]:.2e} | w {w[0]:.1f}"
-    return f"E={E} train acc {min(tr_acc):.2f}..{max(tr_acc):.2f} test acc {min(te_acc):.2f}..{max(te_acc):.2f}"
+    return evaluated, common.split_members(m, E), err
 
 
 def _member_summary(args, steps, m):

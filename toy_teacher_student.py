@@ -137,13 +137,13 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
             bad = [v for v in row[0] + row[1] if not math.isfinite(v)]
             if bad:
                 bar.close()
-                return evaluated, _split(m, E), common.NonFiniteLoss(
+                return evaluated, common.split_members(m, E), common.NonFiniteLoss(
                     f"loss became {bad[0]} at step {step}; metrics up to the previous evaluation are saved. "
                     f"Lower --lr or --alpha, or use --dtype float64.")
             evaluated.append(step)
             for k, v in zip(m, row):
                 m[k].append(v)
-            bar.set_postfix_str(_postfix(row, E))
+            bar.set_postfix_str(common.postfix(*row))
         if step == steps:
             break
         loss, _ = losses_and_acc(x_tr, y_tr)
@@ -156,19 +156,7 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
             common.project_to_norm_batched_(params, w_target)
         bar.update()
     bar.close()
-    return evaluated, _split(m, E), None
-
-
-def _split(m, E):
-    """{key: [[member values] per step]} -> [ {key: [values per step]} per member ]."""
-    return [{k: [row[e] for row in v] for k, v in m.items()} for e in range(E)]
-
-
-def _postfix(row, E):
-    tr_loss, te_loss, tr_acc, te_acc, w = row
-    if E == 1:
-        return f"train {tr_acc[0]:.2f} test {te_acc[0]:.2f} | loss {tr_loss[0]:.1e}/{te_loss[0]:.1e} | w {w[0]:.1f}"
-    return f"train acc {min(tr_acc):.2f}..{max(tr_acc):.2f} test acc {min(te_acc):.2f}..{max(te_acc):.2f}"
+    return evaluated, common.split_members(m, E), None
 
 
 # ----------------------------------------------------------------------------------------------
