@@ -323,12 +323,10 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
                 rows += [*loss_acc(args, task, params, R, te_idx)] if len(te_idx) else [rows[0] * math.nan] * 2
                 row = torch.stack([t.double() for t in (rows[0], rows[2], rows[1], rows[3],
                                                         common.batched_norm(params))]).tolist()
-            bad = [v for v in row[0] if not math.isfinite(v)]
-            if bad:
+            err = common.nonfinite(row[0], step, hint="Lower --lr or use --dtype float64.")
+            if err:
                 bar.close()
-                return evaluated, curves, best_train.tolist(), w0, common.NonFiniteLoss(
-                    f"train loss became {bad[0]} at step {step}; metrics up to the previous evaluation are saved. "
-                    f"Lower --lr or use --dtype float64.")
+                return evaluated, curves, best_train.tolist(), w0, err
             evaluated.append(step)
             for key, v in zip(curves, row):
                 curves[key].append(v)
@@ -751,9 +749,8 @@ def run_mode(args, out, device, dtype):
                 tel, tea = loss_acc(args, task, params, R, te_idx)
                 row = torch.stack([t.double() for t in (trl[0], tel[0], tra[0], tea[0],
                                                         common.global_norm(params))]).tolist()
-            if not all(math.isfinite(v) for v in row[:2]):
-                err = common.NonFiniteLoss(f"loss became {row[0]} at step {step}; metrics up to the previous "
-                                           f"evaluation are saved. Lower --run-lr or --alpha, or use --dtype float64.")
+            err = common.nonfinite(row[:2], step, hint="Lower --run-lr or --alpha, or use --dtype float64.")
+            if err:
                 break
             row.append(messiness(R[0].detach().cpu().numpy(), task))
             steps.append(step)

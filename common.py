@@ -250,10 +250,13 @@ class NonFiniteLoss(Exception):
     """The loss became NaN or inf: the run stops, keeping the metrics measured so far."""
 
 
-def check_finite(value, step, what="loss"):
-    if not math.isfinite(value):
-        raise NonFiniteLoss(f"{what} became {value} at step {step}; metrics up to the previous evaluation "
-                            f"are saved. Lower --lr or --alpha, or use --dtype float64.")
+def nonfinite(values, step, hint="Lower --lr or --alpha, or use --dtype float64."):
+    """A NonFiniteLoss for the first NaN/inf among the losses measured at an evaluation, else None.
+    The script saves the metrics measured so far, then raises it."""
+    bad = next((v for v in values if not math.isfinite(v)), None)
+    if bad is None:
+        return None
+    return NonFiniteLoss(f"loss became {bad} at step {step}; metrics up to the previous evaluation are saved. {hint}")
 
 
 def split_members(m, E):

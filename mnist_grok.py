@@ -453,9 +453,7 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
                 row = torch.stack([tr_loss, te_loss, tr_acc, te_acc, w.to(torch.float64)]).tolist()  # the one sync
             finite = [math.isfinite(a) and math.isfinite(b) for a, b in zip(row[0], row[1])]
             if not any(finite):  # every member diverged: stop, keep what was measured before
-                bad = row[0][0] if not math.isfinite(row[0][0]) else row[1][0]
-                err = common.NonFiniteLoss(f"loss became {bad} at step {step}; metrics up to the previous "
-                                           f"evaluation are saved. Lower --lr or --alpha, or use --dtype float64.")
+                err = common.nonfinite(row[0] + row[1], step)
                 break
             evaluated.append(step)
             for k, v in zip(keys, row):

@@ -134,12 +134,10 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
                 te_loss, te_acc = losses_and_acc(x_te, y_te)
                 w = common.batched_norm(params)
                 row = torch.stack([tr_loss, te_loss, tr_acc, te_acc, w]).tolist()  # the one sync
-            bad = [v for v in row[0] + row[1] if not math.isfinite(v)]
-            if bad:
+            err = common.nonfinite(row[0] + row[1], step)
+            if err:
                 bar.close()
-                return evaluated, common.split_members(m, E), common.NonFiniteLoss(
-                    f"loss became {bad[0]} at step {step}; metrics up to the previous evaluation are saved. "
-                    f"Lower --lr or --alpha, or use --dtype float64.")
+                return evaluated, common.split_members(m, E), err
             evaluated.append(step)
             for k, v in zip(m, row):
                 m[k].append(v)

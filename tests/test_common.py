@@ -97,7 +97,7 @@ def test_write_json_is_atomic_and_readable(tmp_path):
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
 
 
-def test_check_finite_raises():
-    common.check_finite(1.0, 3)
-    with pytest.raises(common.NonFiniteLoss, match="step 7"):
-        common.check_finite(math.nan, 7)
+def test_nonfinite_names_the_first_bad_loss():
+    assert common.nonfinite([1.0, 2.0], 3) is None
+    err = common.nonfinite([1.0, math.inf, math.nan], 7)
+    assert isinstance(err, common.NonFiniteLoss) and "inf at step 7" in str(err)
