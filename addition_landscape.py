@@ -40,8 +40,8 @@ Quick versions: --grid-points 9 --steps 4000 --lr-decay-every 1333 (a few minute
 
 Runtimes on 2 CPU cores shared with other jobs (measured, see README.md): run ~1 min; trajectory and
 gradient from a saved grid: seconds; landscape 11 x 11: 18 min wall (4.6 CPU-min); the paper-scale
-21 x 21 x 6000-step grid: 36 min wall with 2 threads while other jobs kept the load at 3-4 (37 CPU-min);
-its 1-thread cost is ~17 CPU-min (2600 point-steps per CPU-second), so two free cores need < 30 min.
+21 x 21 x 6000-step grid: 9.2 min wall (552 s, 2 threads, idle machine, 2026-11-29); 36 min while other
+jobs kept the load at 3-4.
 Expected result (seed 58, measured on the 21 x 21 grid): train loss ~0.7 at alpha = 0.9 (region I),
 < 0.01 for alpha >= 4.05 at every m (region II), contour 0.05 from alpha ~2.5 at m = 0 to ~3.8 at
 m = 0.2; in region II the train loss varies by 0.002 along m, the test loss by 0.56; the lowest test
