@@ -3,7 +3,6 @@ projection, log-spaced evaluation, run directories, grokking summaries, plots an
 
 Nothing experiment-specific lives here: models, data and training loops stay in their scripts.
 """
-import argparse
 import json
 import math
 import os

@@ -271,12 +271,10 @@ def train_ensemble(args, data, seeds, alphas, wds, steps, *, constrain, desc, de
                 te_loss, te_acc = loss_and_acc(P, x_te, y_te)
                 w = common.batched_norm(params)
                 row = torch.stack([tr_loss, te_loss, tr_acc, te_acc, w]).tolist()  # the one host sync
-            bad = [v for v in row[0] + row[1] if not math.isfinite(v)]
-            if bad:
+            err = common.nonfinite(row[0] + row[1], step)
+            if err:
                 bar.close()
-                return ms, common.NonFiniteLoss(
-                    f"loss became {bad[0]} at step {step}; metrics up to the previous evaluation are saved. "
-                    f"Lower --lr or --alpha, or use --dtype float64.")
+                return ms, err
             for i, e in enumerate(active):
                 ms[e]["steps"].append(step)
                 for k, col in zip(("train_loss", "test_loss", "train_acc", "test_acc", "w"), row):
