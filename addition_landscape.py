@@ -305,10 +305,7 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
     y_tr = task["targets"][task["k"][tr_idx]]
     params = [torch.stack([t] * E).requires_grad_() for t in decoder_params(args, device, dtype)]
     w0 = common.global_norm(decoder_params(args, device, dtype)).item()
-    alpha_t = torch.tensor(alphas, device=device, dtype=dtype)
-    with torch.no_grad():  # alpha multiplies every decoder parameter of member e
-        torch._foreach_mul_(params, [alpha_t.view(-1, *([1] * (p.dim() - 1))) for p in params])
-    w_target = alpha_t * w0
+    w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every decoder parameter
     opt = make_adam(args, params, args.lr, args.beta2)
     best_train = torch.full((E,), math.inf, device=device, dtype=dtype)
 

@@ -123,6 +123,17 @@ def scale_by_alpha_(params, alpha):
 
 
 @torch.no_grad()
+def scale_by_alpha_batched_(params, alphas):
+    """Ensemble form of scale_by_alpha_: member e of every stacked parameter (leading dim E) is multiplied
+    by alphas[e]. Returns w = alphas * w0, one norm per member as a device tensor (no host sync): the
+    sphere a fixed-norm run is held on."""
+    alpha = torch.as_tensor(alphas, dtype=params[0].dtype, device=params[0].device)
+    w0 = batched_norm(params)
+    torch._foreach_mul_(params, [alpha.view(-1, *([1] * (p.dim() - 1))) for p in params])
+    return alpha * w0
+
+
+@torch.no_grad()
 def decay_weights_(params, lr, wd):
     """AdamW's decoupled weight decay, p <- p * (1 - lr * wd), for an ensemble: wd is a float or a
     tensor [E] with one value per model (parameters carry the leading dimension E). Called just before

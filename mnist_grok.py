@@ -423,11 +423,9 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
 
     init = mlp_params(args.seed, args.width, dtype, device)
     params = [t.unsqueeze(0).repeat(E, *([1] * t.dim())).requires_grad_() for t in init]
-    alpha = torch.tensor([m["alpha"] for m in members], dtype=dtype, device=device)
     wd = torch.tensor([m["wd"] for m in members], dtype=dtype, device=device)
-    with torch.no_grad():  # alpha multiplies every parameter of member e (the authors: p.data = alpha * p.data)
-        torch._foreach_mul_(params, [alpha.view(-1, *([1] * (p.dim() - 1))) for p in params])
-    w_target = common.batched_norm(params).detach()  # = alpha * w0: the sphere of a fixed-norm run
+    # alpha multiplies every parameter of member e (the authors: p.data = alpha * p.data)
+    w_target = common.scale_by_alpha_batched_(params, [m["alpha"] for m in members])
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True)  # fused: one kernel per step
     scale = 10.0 if args.loss == "mse" else 1.0  # nn.MSELoss averages over the 10 outputs too
 

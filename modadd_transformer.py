@@ -250,11 +250,7 @@ def train_ensemble(args, data, seeds, alphas, wds, steps, *, constrain, desc, de
     members = [init_params(s, args.p, args.d_model, args.n_heads, args.d_mlp, dtype, device) for s in seeds]
     P = stack_members(members)
     params = list(P.values())
-    alpha_t = torch.tensor(alphas, dtype=dtype, device=device)
-    w0 = common.batched_norm(params).detach()
-    with torch.no_grad():  # alpha multiplies every parameter of member e (the paper, the authors' code)
-        torch._foreach_mul_(params, [alpha_t.view(-1, *([1] * (p.dim() - 1))) for p in params])
-    w_target = alpha_t * w0
+    w_target = common.scale_by_alpha_batched_(params, alphas)  # every parameter (the paper, the authors' code)
     wd_t = torch.tensor(wds, dtype=dtype, device=device)
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
 

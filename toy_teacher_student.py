@@ -111,11 +111,7 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
     E = len(alphas)
     members = [mlp_params(args.seed, args.width, dtype, device) for _ in range(E)]
     params = [torch.stack(ts).requires_grad_() for ts in zip(*members)]
-    alpha_t = torch.tensor(alphas, dtype=dtype, device=device)
-    w0 = common.batched_norm(params).detach()
-    with torch.no_grad():  # alpha multiplies every parameter of member e
-        torch._foreach_mul_(params, [alpha_t.view(-1, *([1] * (p.dim() - 1))) for p in params])
-    w_target = alpha_t * w0
+    w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every parameter of member e
     wd_t = torch.tensor(wds, dtype=dtype, device=device)
     opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True)  # fused: one kernel for all tensors
 

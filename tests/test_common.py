@@ -101,3 +101,12 @@ def test_nonfinite_names_the_first_bad_loss():
     assert common.nonfinite([1.0, 2.0], 3) is None
     err = common.nonfinite([1.0, math.inf, math.nan], 7)
     assert isinstance(err, common.NonFiniteLoss) and "inf at step 7" in str(err)
+
+
+def test_scale_by_alpha_batched_scales_each_member_by_its_alpha():
+    stacked = [torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)]
+    w0 = common.batched_norm(stacked)
+    w = common.scale_by_alpha_batched_(stacked, [0.5, 1.0, 9.0])
+    expected = torch.tensor([0.5, 1.0, 9.0], dtype=torch.float64) * w0
+    torch.testing.assert_close(w, expected)
+    torch.testing.assert_close(common.batched_norm(stacked), expected)
