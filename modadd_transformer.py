@@ -20,23 +20,30 @@ Modes (sweeps train all their models at once, as one batched ensemble):
     python modadd_transformer.py --constrain --alpha 0.8 --steps 3000   # Fig. 7b: fixed norm, no grokking
     python modadd_transformer.py --mode landscape         # Fig. 9: reduced loss over alpha x train fraction
     python modadd_transformer.py --mode wd-sweep          # Fig. 10a: steps to generalize vs wd, per seed
+    python modadd_transformer.py --mode wd-sweep --shard 3/8 --out runs/wd   # job 3 of an 8-job array
     python modadd_transformer.py --mode bench             # steps/s: this loop vs the authors' loop
     python modadd_transformer.py --p 23 --steps 300       # a tiny instance, seconds
 
-Runtimes, 1 thread (OMP_NUM_THREADS=1) on 2 CPU cores shared with other jobs (2026-11-29): default
-run 19 min (13.2 steps/s, load ~3; 4.4 steps/s and ~55 min under load ~9); constrained 3000 steps
-17 min and bench 10 min (load ~9); the reduced landscape and wd-sweep commands in their docstrings
-7 and 24 min (load ~9). The full landscape and wd-sweep are GPU jobs (estimated ~10 h and ~20 h of
-one idle CPU core; not run here). bench: 8.9x (load ~9) and 9.4x (load ~3) the steps/s of the
-authors' loop in float32, 4-5x in float64, 12x for the fixed-norm loop.
-Measured (seed 0, float32, default run): train accuracy 99% at step 135; the weight norm rises from
-42.2 to 60.3 (step 175), stays there to ~1e3, then falls; test accuracy creeps to ~0.2 by 8k, then
-jumps: 50% at 10.2k, 99% at 10.9k (80x the train step; the authors' seed: ~100% by ~8k), when the
-norm drops below its start; it ends at 30.4 (the authors': ~30). Fixed norm, alpha 0.8
-(3000 steps): train/test 90% at steps 411/567, 95% at 434/826, train 99% at 666, test peaks at 0.970
-(the authors': both ~100% at ~300).
+Runtimes on 2 idle CPU cores (AMD EPYC Zen 5, both threads, float32, 2026-11-29): default run 7.9 min
+(1.5e4 steps, 31.8 steps/s; 1 thread ~1.6x slower); constrained 3000 steps 1.7 min; bench 56 s:
+26.8 vs 3.0 steps/s, 8.9x the authors' loop in float32 (4.5x in float64; 11x for the fixed-norm loop).
+The full-size landscape (9 alphas x 9 fractions x 3000 steps) and wd-sweep (7 wds x 3 seeds, each until
+99% test accuracy: ~1.1e4/wd steps) are GPU jobs: from the measured 31.8 steps/s at 3830 examples,
+~4-5 h and ~8 h of this machine (not run here). Both split into points (one training fraction; one
+(wd, seed) run) that `--shard i/n` spreads over a job array; the CPU looks in their docstrings (p = 31)
+took 7 and 24 min on busy cores.
+Measured (seed 0, float32, default run; the same numbers with 1 or 2 threads): train accuracy 99% at
+step 135; the weight norm rises from 42.2 to 60.3 (step 175), stays there to ~1e3, then falls; test
+accuracy creeps to ~0.2 by 8k, then jumps: 50% at 10.2k, 99% at 10.9k (80x the train step; the
+authors' seed: ~100% by ~8k), when the norm drops below its start; it ends at 30.4 (the authors': ~30).
+Fixed norm, alpha 0.8: train and test rise together, but how far test goes depends on the seed. Seeds
+1 / 2 / 3 (2000 steps): train 99% at steps 290 / 329 / 714, test 99% at 329 / 375 / 1050 (1.1-1.5x;
+the authors': both ~100% at ~300). Seed 0 (the default; 3000 steps): train 99% at 598, test peaks at
+0.97 and stays there to step 3000 (float64, 2000 steps: 0.986) while the training loss creeps down
+(0.13 at step 3000: at this norm the logits are bounded, so the loss cannot reach 0).
 """
 import argparse
+import json
 import math
 import time
 
@@ -81,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--sweep-steps", type=int, default=200_000,
                    help="wd-sweep mode: step budget (t ~ 1/wd: over 1e5 at wd = 0.1); members that reach the "
                         "test-accuracy threshold leave the ensemble, the run ends when all have")
+    common.add_shard_arg(p, "landscape (a point = one training fraction, all alphas) and wd-sweep "
+                            "(a point = one (wd, seed) run)")
     p.add_argument("--bench-steps", type=int, default=20,
                    help="bench mode: steps per variant per round (the authors' loop: ~0.3-1 steps/s on CPU)")
     p.add_argument("--bench-rounds", type=int, default=3,
@@ -101,6 +110,7 @@ def parse_args(argv=None):
     common.require(args.sweep_steps > 0, f"--sweep-steps must be positive, got {args.sweep_steps}.")
     common.require(args.bench_steps > 0, f"--bench-steps must be positive, got {args.bench_steps}.")
     common.require(args.bench_rounds > 0, f"--bench-rounds must be positive, got {args.bench_rounds}.")
+    args.shard_pair = common.parse_shard(args.shard)
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     args.frac_list = common.parse_floats(args.fracs, "--fracs")
     args.wd_list = common.parse_floats(args.wds, "--wds")
@@ -365,33 +375,42 @@ def run_mode(args, out, device, dtype):
 def landscape_mode(args, out, device, dtype):
     """Fig. 9 (App. B): for each training fraction, train one fixed-norm model per alpha (one ensemble,
     Adam, no wd) and record its reduced train and test loss: best over training (plotted) and final.
+    A grid point is one training fraction (all alphas): out/points/frac_<f>.json; --shard i/n splits them.
     Cost ~ len(alphas) x sum(fracs) x p^2 x steps: the default grid is a GPU job (hours on 2 CPU cores);
     a CPU look (7 min on 2 busy cores): --p 31 --alphas 0.1,0.3,1,3,10 --fracs 0.2,0.4,0.6,0.8 --landscape-steps 600
     --eval-points 40."""
     alphas, fracs = args.alpha_list, args.frac_list
-    t0 = time.time()
-    grid, curves = [], []
-    for frac in fracs:
+    names = [f"frac_{f:g}" for f in fracs]
+    todo = common.shard_todo(names, out, args.shard_pair)
+    for frac, name in zip(fracs, names):
+        if name not in todo:
+            continue
         data = make_data(args.p, frac, args.data_seed, device)
+        t0 = time.time()
         ms, err = train_ensemble(args, data, [args.seed] * len(alphas), alphas, [0.0] * len(alphas),
                                  args.landscape_steps, constrain=True, desc=f"frac={frac:g}",
                                  device=device, dtype=dtype)
-        curves += [{"frac": frac, "alpha": a, **m} for a, m in zip(alphas, ms)]
+        curves = [{"frac": frac, "alpha": a, **m} for a, m in zip(alphas, ms)]
         if err:
             common.write_json(out / "metrics.json", {"members": curves})
             raise err
-        for a, m in zip(alphas, ms):
-            grid.append({"frac": frac, "alpha": a, "w": m["w"][-1],
-                         "train_loss_best": min(m["train_loss"]), "test_loss_best": min(m["test_loss"]),
-                         "train_loss_final": m["train_loss"][-1], "test_loss_final": m["test_loss"][-1],
-                         "train_acc_best": max(m["train_acc"]), "test_acc_best": max(m["test_acc"]),
-                         "train_acc_final": m["train_acc"][-1], "test_acc_final": m["test_acc"][-1]})
-    common.write_json(out / "metrics.json", {"members": curves})
-    summary = {"alphas": alphas, "fracs": fracs, "steps": args.landscape_steps, "points": grid,
-               "wall_seconds": time.time() - t0}
-    common.write_json(out / "summary.json", summary)
+        points = [{"frac": frac, "alpha": a, "w": m["w"][-1],
+                   "train_loss_best": min(m["train_loss"]), "test_loss_best": min(m["test_loss"]),
+                   "train_loss_final": m["train_loss"][-1], "test_loss_final": m["test_loss"][-1],
+                   "train_acc_best": max(m["train_acc"]), "test_acc_best": max(m["test_acc"]),
+                   "train_acc_final": m["train_acc"][-1], "test_acc_final": m["test_acc"][-1]} for a, m in zip(alphas, ms)]
+        common.write_json(out / "points" / f"{name}.json",
+                          {"seconds": time.time() - t0, "steps": args.landscape_steps, "points": points, "members": curves})
 
+    rows = {f: json.loads((out / "points" / f"{n}.json").read_text()) for f, n in zip(fracs, names)
+            if (out / "points" / f"{n}.json").exists()}
+    common.write_json(out / "metrics.json", {"members": [c for r in rows.values() for c in r["members"]]})
+    summary = {"alphas": alphas, "fracs": fracs, "fracs_done": [f for f in fracs if f in rows],
+               "steps": args.landscape_steps, "points": [pt for r in rows.values() for pt in r["points"]],
+               "wall_seconds": sum(r["seconds"] for r in rows.values())}
+    common.write_json(out / "summary.json", summary)
     plot_landscape(summary, args.p, out / "landscape.png")
+    print(f"landscape: {len(rows)}/{len(fracs)} training fractions in {out}")
     return summary
 
 
@@ -400,8 +419,10 @@ def plot_landscape(summary, p, path):
     (log10 alpha, training fraction), from a landscape summary.json."""
     alphas, fracs, grid = summary["alphas"], summary["fracs"], summary["points"]
 
-    def z(key, floor=None):
-        v = np.array([[g[key] for g in grid if g["frac"] == f] for f in fracs], dtype=float)
+    def z(key, floor=None):  # [frac, alpha]; NaN where a point is missing (a shard not run yet)
+        v = np.full((len(fracs), len(alphas)), np.nan)
+        for g in grid:
+            v[fracs.index(g["frac"]), int(np.argmin([abs(math.log(a / g["alpha"])) for a in alphas]))] = g[key]
         return np.maximum(v, floor) if floor else v  # a loss of exactly 0 has no place on a log colour scale
 
     # log10(alpha) on a linear axis: the heatmap's cell edges are then midpoints in log space
@@ -417,7 +438,7 @@ def plot_landscape(summary, p, path):
                         xlabel="log10 alpha  (w = alpha w0)", ylabel="training fraction",
                         title="test accuracy (best)", colorbar_label="accuracy")
     fig.suptitle(f"1L transformer on modular addition (p={p}): fixed-norm landscape, "
-                 f"{summary['steps']} steps per point")
+                 f"{summary['steps']} steps per point ({len(summary['fracs_done'])}/{len(fracs)} fractions)")
     common.savefig(fig, path)
 
 
@@ -426,20 +447,35 @@ def wd_sweep_mode(args, out, device, dtype):
     with a fitted log-log slope per seed (paper: t ~ 1/wd, slope -1). All (wd, seed) pairs train as one
     ensemble; a member leaves it once it reached the threshold, the run ends when all have (or at
     --sweep-steps; a member that never reaches it is censored: drawn at the budget, left out of the fit).
+    A grid point is one (wd, seed) run: out/points/wd_<wd>_seed_<s>.json, written when the member leaves the
+    ensemble (a killed sweep keeps the members that finished); --shard i/n splits them.
     Cost: (3830 examples) x the sum over members of their t (t > 1e5 at wd = 0.1): a GPU job.
     A CPU look (24 min on 2 busy cores; measured slopes -1.29 and -0.89): --p 31 --train-frac 0.5
     --wds 0.5,0.8,1.25,2 --seeds 0,1 --acc-threshold 0.9 --sweep-steps 10000."""
     pairs = [(w, s) for s in args.seed_list for w in args.wd_list]
-    data = make_data(args.p, args.train_frac, args.data_seed, device)
-    t0 = time.time()
-    ms, err = train_ensemble(args, data, [s for _, s in pairs], [1.0] * len(pairs), [w for w, _ in pairs],
-                             args.sweep_steps, constrain=False, desc="wd-sweep", device=device, dtype=dtype,
-                             retire_at=args.acc_threshold)
-    common.write_json(out / "metrics.json", {"members": [{"wd": w, "seed": s, **m} for (w, s), m in zip(pairs, ms)]})
-    if err:
-        raise err
-    members = [{"wd": w, "seed": s, **common.grok_summary(m["steps"], m, acc_threshold=args.acc_threshold)}
-               for (w, s), m in zip(pairs, ms)]
+    names = [f"wd_{w:g}_seed_{s}" for w, s in pairs]
+    todo = [(pair, name) for pair, name in zip(pairs, names) if name in common.shard_todo(names, out, args.shard_pair)]
+    t0, saved = time.time(), set()
+
+    def save(ms, final=False):  # a member's point is saved once it retires (reached) or at the end (censored)
+        for i, (((w, s), name), m) in enumerate(zip(todo, ms)):
+            if i not in saved and (final or (m["test_acc"] and m["test_acc"][-1] >= args.acc_threshold)):
+                common.write_json(out / "points" / f"{name}.json",
+                                  {"wd": w, "seed": s, "seconds": time.time() - t0, **m})
+                saved.add(i)
+    if todo:
+        data = make_data(args.p, args.train_frac, args.data_seed, device)
+        ms, err = train_ensemble(args, data, [s for (_, s), _ in todo], [1.0] * len(todo), [w for (w, _), _ in todo],
+                                 args.sweep_steps, constrain=False, desc="wd-sweep", device=device, dtype=dtype,
+                                 retire_at=args.acc_threshold, on_eval=save)
+        if err:
+            common.write_json(out / "metrics.json", {"members": [{"wd": w, "seed": s, **m} for ((w, s), _), m in zip(todo, ms)]})
+            raise err
+        save(ms, final=True)
+    done = [json.loads((out / "points" / f"{n}.json").read_text()) for n in names if (out / "points" / f"{n}.json").exists()]
+    common.write_json(out / "metrics.json", {"members": done})
+    members = [{"wd": m["wd"], "seed": m["seed"], **common.grok_summary(m["steps"], m, acc_threshold=args.acc_threshold)}
+               for m in done]
     slopes = {}
     for s in args.seed_list:
         mine = [mem for mem in members if mem["seed"] == s]
@@ -447,8 +483,9 @@ def wd_sweep_mode(args, out, device, dtype):
                           "slope_train": common.fit_loglog_slope([m["wd"] for m in mine], [m["train_acc_step"] for m in mine])}
     pooled = {f"slope_{k}": common.fit_loglog_slope([m["wd"] for m in members], [m[f"{k}_acc_step"] for m in members])
               for k in ("train", "test")}  # all seeds in one fit (DESIGN.md keys); the paper's claim is per seed
-    summary = {"members": members, "slopes_per_seed": slopes, **pooled, "steps_budget": args.sweep_steps,
-               "p": args.p, "train_frac": args.train_frac, "wall_seconds": time.time() - t0}
+    summary = {"members": members, "members_done": f"{len(done)}/{len(pairs)}", "slopes_per_seed": slopes, **pooled,
+               "steps_budget": args.sweep_steps, "p": args.p, "train_frac": args.train_frac,
+               "wall_seconds": max((m["seconds"] for m in done), default=0.0)}  # one job: its wall time
     common.write_json(out / "summary.json", summary)
     print("fitted log-log slope of test steps vs wd, per seed (paper: about -1): "
           + ", ".join(f"seed {s}: {v['slope_test']}" for s, v in slopes.items()))
@@ -476,7 +513,8 @@ def wd_sweep_mode(args, out, device, dtype):
     ax.set_xlabel("weight decay")
     ax.set_ylabel(f"steps to {args.acc_threshold:.0%} test accuracy")
     ax.set_title(f"1L transformer, modular addition (p={args.p})")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     common.savefig(fig, out / "wd_sweep.png")
     return summary
 

@@ -160,15 +160,38 @@ def test_landscape_mode(tmp_path):
         assert pt["w"] == pytest.approx(pt["alpha"] * s["points"][0]["w"] / s["points"][0]["alpha"], rel=1e-4)
     assert (out / "landscape.png").exists()
 
+    # the same grid as two shards into one folder: shard 1/2 alone has one fraction, both give the same points
+    grid = ["--mode", "landscape", "--alphas", "0.3,1,3", "--fracs", "0.3,0.6", "--landscape-steps", "30",
+            "--eval-points", "5"]
+    proc, sharded = run_script(tmp_path / "sharded", *grid, "--shard", "1/2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((sharded / "summary.json").read_text())["fracs_done"] == [0.6]
+    proc, _ = run_script(tmp_path / "sharded", *grid, "--shard", "0/2")
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((sharded / "summary.json").read_text())
+    assert merged["fracs_done"] == [0.3, 0.6]
+    key = lambda pt: (pt["frac"], pt["alpha"])  # noqa: E731
+    for a, b in zip(sorted(s["points"], key=key), sorted(merged["points"], key=key)):
+        assert key(a) == key(b) and a["test_loss_best"] == pytest.approx(b["test_loss_best"], rel=1e-5)
+
 
 def test_wd_sweep_mode(tmp_path):
-    proc, out = run_script(tmp_path, "--mode", "wd-sweep", "--wds", "0.5,2", "--seeds", "0,1", "--sweep-steps", "40",
-                           "--eval-points", "8", "--acc-threshold", "0.2")
+    sweep = ["--mode", "wd-sweep", "--wds", "0.5,2", "--seeds", "0,1", "--sweep-steps", "40", "--eval-points", "8",
+             "--acc-threshold", "0.2"]
+    proc, out = run_script(tmp_path, *sweep)
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
-    assert len(s["members"]) == 4
+    assert len(s["members"]) == 4 and s["members_done"] == "4/4"
     assert set(s["slopes_per_seed"]) == {"0", "1"}
     assert (out / "wd_sweep.png").exists()
+    # a killed/partial sweep: a shard's (wd, seed) points are saved; a rerun of the whole sweep trains only the rest
+    proc, part = run_script(tmp_path / "part", *sweep, "--shard", "0/3")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (part / "points").iterdir()) == ["wd_0.5_seed_0.json", "wd_2_seed_1.json"]
+    assert json.loads((part / "summary.json").read_text())["members_done"] == "2/4"
+    proc, _ = run_script(tmp_path / "part", *sweep)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((part / "summary.json").read_text())["members_done"] == "4/4"
 
 
 def test_bench_mode(tmp_path):
@@ -178,7 +201,8 @@ def test_bench_mode(tmp_path):
     assert s["speedup"] > 0 and set(s["steps_per_second"]) >= {"ours_float32", "authors_loop"}
 
 
-@pytest.mark.parametrize("bad", [["--d-model", "30"], ["--train-frac", "1.5"], ["--wds", "0.1,x"], ["--p", "1"]])
+@pytest.mark.parametrize("bad", [["--d-model", "30"], ["--train-frac", "1.5"], ["--wds", "0.1,x"], ["--p", "1"],
+                                 ["--shard", "2/2"], ["--shard", "1"]])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, bad):
     proc, out = run_script(tmp_path, *bad)
     assert proc.returncode == 2, proc.stderr
