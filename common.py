@@ -164,11 +164,22 @@ def parse_shard(text):
     return i, n
 
 
-def shard_todo(names, out, shard):
+def shard_todo(names, out, shard, settings):
     """The grid points (by file name) that this shard owns, i.e. every n-th from i, and that have no
-    out/points/<name>.json yet."""
+    out/points/<name>.json yet. `settings` (the flags that shape a point) is kept in out/points/settings.json:
+    points made with other settings are never mixed in (a reused --out with changed flags is an error)."""
+    points = Path(out) / "points"
+    saved = points / "settings.json"
+    settings = json.loads(json.dumps(settings, default=_json_default))  # as it reads back from JSON
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        require(not changed, f"{points} holds points made with other settings ({', '.join(changed)} differ); "
+                             "give a new --out.")
+    else:
+        write_json(saved, settings)
     i, n = shard
-    return [name for k, name in enumerate(names) if k % n == i and not (Path(out) / "points" / f"{name}.json").exists()]
+    return [name for k, name in enumerate(names) if k % n == i and not (points / f"{name}.json").exists()]
 
 
 # ----------------------------------------------------------------------------------------------

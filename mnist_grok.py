@@ -628,7 +628,9 @@ def _grid_rows(args, out, data_for_row, device, dtype, rows, row_key, make_membe
     """Train the rows of a grid that this shard owns and that are not done yet; one JSON per row in
     out/points/ (a killed grid resumes; shards of a job array fill the same folder)."""
     names = [f"{row_key}_{value:g}" for value in rows]
-    todo = common.shard_todo(names, out, args.shard_pair)
+    shaping = ("mode", "alphas", "steps", "batch_size", "eval_size", "eval_points", "lr", "loss", "width", "normalize",
+               "seed", "dtype", "n_train", "template", "path_alphas")  # the flags a row's numbers depend on
+    todo = common.shard_todo(names, out, args.shard_pair, {k: getattr(args, k) for k in shaping})
     for r, value in enumerate(rows):
         if names[r] not in todo:
             continue

@@ -381,7 +381,7 @@ def landscape_mode(args, out, device, dtype):
     --eval-points 40."""
     alphas, fracs = args.alpha_list, args.frac_list
     names = [f"frac_{f:g}" for f in fracs]
-    todo = common.shard_todo(names, out, args.shard_pair)
+    todo = common.shard_todo(names, out, args.shard_pair, _settings(args, "alphas", "landscape_steps"))
     for frac, name in zip(fracs, names):
         if name not in todo:
             continue
@@ -412,6 +412,12 @@ def landscape_mode(args, out, device, dtype):
     plot_landscape(summary, args.p, out / "landscape.png")
     print(f"landscape: {len(rows)}/{len(fracs)} training fractions in {out}")
     return summary
+
+
+def _settings(args, *mode_keys):
+    """The flags a grid point's numbers depend on (points of different settings never share an --out)."""
+    keys = ("mode", "p", "data_seed", "seed", "d_model", "n_heads", "d_mlp", "lr", "eval_points", "dtype") + mode_keys
+    return {k: getattr(args, k) for k in keys}
 
 
 def plot_landscape(summary, p, path):
@@ -454,7 +460,9 @@ def wd_sweep_mode(args, out, device, dtype):
     --wds 0.5,0.8,1.25,2 --seeds 0,1 --acc-threshold 0.9 --sweep-steps 10000."""
     pairs = [(w, s) for s in args.seed_list for w in args.wd_list]
     names = [f"wd_{w:g}_seed_{s}" for w, s in pairs]
-    todo = [(pair, name) for pair, name in zip(pairs, names) if name in common.shard_todo(names, out, args.shard_pair)]
+    owned = set(common.shard_todo(names, out, args.shard_pair,
+                                  _settings(args, "train_frac", "sweep_steps", "acc_threshold")))
+    todo = [(pair, name) for pair, name in zip(pairs, names) if name in owned]
     t0, saved = time.time(), set()
 
     def save(ms, final=False):  # a member's point is saved once it retires (reached) or at the end (censored)

@@ -174,7 +174,9 @@ def test_landscape_mode(data_dir, tmp_path, capsys):
             "--alphas", "0.5,1,4", "--steps", "30", "--slice-sizes", "20,150", "--b-alpha", "4", "--eval-points", "5"]
     code, err = run_main(argv + ["--shard", "1/2"], capsys)  # shard 1 of 2: only the middle row
     assert code == 0, err
-    assert [p.name for p in (out / "points").iterdir()] == ["n_train_60.json"]
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["n_train_60.json", "settings.json"]
+    code, err = run_main(argv + ["--steps", "31"], capsys)  # other settings into the same folder: refused
+    assert code == 2 and "steps" in err
     code, err = run_main(argv, capsys)  # the rest; row 60 is skipped, not retrained
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())

@@ -187,11 +187,15 @@ def test_wd_sweep_mode(tmp_path):
     # a killed/partial sweep: a shard's (wd, seed) points are saved; a rerun of the whole sweep trains only the rest
     proc, part = run_script(tmp_path / "part", *sweep, "--shard", "0/3")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (part / "points").iterdir()) == ["wd_0.5_seed_0.json", "wd_2_seed_1.json"]
+    assert sorted(p.name for p in (part / "points").iterdir()) == ["settings.json", "wd_0.5_seed_0.json",
+                                                                  "wd_2_seed_1.json"]
     assert json.loads((part / "summary.json").read_text())["members_done"] == "2/4"
     proc, _ = run_script(tmp_path / "part", *sweep)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((part / "summary.json").read_text())["members_done"] == "4/4"
+    # the same folder with a different step budget: refused, nothing mixed
+    proc, _ = run_script(tmp_path / "part", *sweep, "--sweep-steps", "50")
+    assert proc.returncode == 2 and "sweep_steps" in proc.stderr, proc.stderr
 
 
 def test_bench_mode(tmp_path):
