@@ -27,11 +27,13 @@ Modes (sweeps train all their models at once, as one batched ensemble):
 Runtimes on 2 idle CPU cores (AMD EPYC Zen 5, both threads, float32, 2026-11-29): default run 7.9 min
 (1.5e4 steps, 31.8 steps/s; 1 thread ~1.6x slower); constrained 3000 steps 1.7 min; bench 56 s:
 26.8 vs 3.0 steps/s, 8.9x the authors' loop in float32 (4.5x in float64; 11x for the fixed-norm loop).
-The full-size landscape (9 alphas x 9 fractions x 3000 steps) and wd-sweep (7 wds x 3 seeds, each until
-99% test accuracy: ~1.1e4/wd steps) are GPU jobs: from the measured 31.8 steps/s at 3830 examples,
-~4-5 h and ~8 h of this machine (not run here). Both split into points (one training fraction; one
-(wd, seed) run) that `--shard i/n` spreads over a job array; the CPU looks in their docstrings (p = 31)
-took 7 and 24 min on busy cores.
+Full size, one seed, one decade of wd (`--mode wd-sweep --wds 0.3,0.55,1,1.73,3 --seeds 0 --sweep-steps
+60000`): 43 min (74k member-steps at 28.5/s). Steps to 99% test accuracy 38,525 / 17,100 / 10,980 / 4,873
+/ 2,700 for wd 0.3 / 0.55 / 1 / 1.73 / 3, to 99% train 131-176: fitted log-log slope -1.14 (test),
++0.13 (train); the paper: about -1 and 0 (Fig. 10a). The default wd-sweep (7 wds in [0.1, 3] x 3 seeds,
+~2.6e5 member-steps per seed) and landscape (9 alphas x 9 fractions x 3000 steps) are GPU jobs: ~8 h
+and ~4-5 h of this machine at the measured rates (not run here). Both split into points (one
+(wd, seed) run; one training fraction) that `--shard i/n` spreads over a job array.
 Measured (seed 0, float32, default run; the same numbers with 1 or 2 threads): train accuracy 99% at
 step 135; the weight norm rises from 42.2 to 60.3 (step 175), stays there to ~1e3, then falls; test
 accuracy creeps to ~0.2 by 8k, then jumps: 50% at 10.2k, 99% at 10.9k (80x the train step; the
@@ -377,7 +379,7 @@ def landscape_mode(args, out, device, dtype):
     Adam, no wd) and record its reduced train and test loss: best over training (plotted) and final.
     A grid point is one training fraction (all alphas): out/points/frac_<f>.json; --shard i/n splits them.
     Cost ~ len(alphas) x sum(fracs) x p^2 x steps: the default grid is a GPU job (hours on 2 CPU cores);
-    a CPU look (7 min on 2 busy cores): --p 31 --alphas 0.1,0.3,1,3,10 --fracs 0.2,0.4,0.6,0.8 --landscape-steps 600
+    a CPU look (63 s; 7 min on 2 busy cores): --p 31 --alphas 0.1,0.3,1,3,10 --fracs 0.2,0.4,0.6,0.8 --landscape-steps 600
     --eval-points 40."""
     alphas, fracs = args.alpha_list, args.frac_list
     names = [f"frac_{f:g}" for f in fracs]
@@ -456,7 +458,7 @@ def wd_sweep_mode(args, out, device, dtype):
     A grid point is one (wd, seed) run: out/points/wd_<wd>_seed_<s>.json, written when the member leaves the
     ensemble (a killed sweep keeps the members that finished); --shard i/n splits them.
     Cost: (3830 examples) x the sum over members of their t (t > 1e5 at wd = 0.1): a GPU job.
-    A CPU look (24 min on 2 busy cores; measured slopes -1.29 and -0.89): --p 31 --train-frac 0.5
+    A CPU look (2.4 min; 24 min on 2 busy cores; measured slopes -1.29 and -0.89): --p 31 --train-frac 0.5
     --wds 0.5,0.8,1.25,2 --seeds 0,1 --acc-threshold 0.9 --sweep-steps 10000."""
     pairs = [(w, s) for s in args.seed_list for w in args.wd_list]
     names = [f"wd_{w:g}_seed_{s}" for w, s in pairs]
