@@ -179,7 +179,17 @@ def shard_todo(names, out, shard, settings):
     else:
         write_json(saved, settings)
     i, n = shard
-    return [name for k, name in enumerate(names) if k % n == i and not (points / f"{name}.json").exists()]
+    return [name for k, name in enumerate(names) if k % n == i and not point_path(out, name).exists()]
+
+
+def point_path(out, name):
+    """Where a grid point's record lives: out/points/<name>.json."""
+    return Path(out) / "points" / f"{name}.json"
+
+
+def load_points(out, names):
+    """{name: record} of the grid points already saved (by any shard), in the order of `names`."""
+    return {name: json.loads(point_path(out, name).read_text()) for name in names if point_path(out, name).exists()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -79,7 +79,6 @@ Choices (paper vs the authors' code, REFERENCE.md):
 """
 import argparse
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -634,7 +633,7 @@ def _grid_rows(args, out, data_for_row, device, dtype, rows, row_key, make_membe
     for r, value in enumerate(rows):
         if names[r] not in todo:
             continue
-        path = out / "points" / f"{names[r]}.json"
+        path = common.point_path(out, names[r])
         members = make_members(value)
         t0 = time.time()
         steps, ms, err = train_ensemble(args, data_for_row(value), members, args.steps, constrain=True, device=device, dtype=dtype,
@@ -676,11 +675,12 @@ def _collect(out, rows, row_key, alphas, fields):
     """Read out/points/*.json into arrays z[field][row, alpha] (NaN where a row is missing)."""
     z = {f: np.full((len(rows), len(alphas)), np.nan) for f in fields}
     seconds = 0.0
-    for r, value in enumerate(rows):
-        path = out / "points" / f"{row_key}_{value:g}.json"
-        if not path.exists():
+    names = [f"{row_key}_{value:g}" for value in rows]
+    saved = common.load_points(out, names)
+    for r, name in enumerate(names):
+        if name not in saved:
             continue
-        rec = json.loads(path.read_text())
+        rec = saved[name]
         seconds += rec["seconds"]
         for p in rec["points"]:
             j = int(np.argmin([abs(a - p["alpha"]) for a in alphas]))

@@ -45,7 +45,6 @@ the authors': both ~100% at ~300). Seed 0 (the default; 3000 steps): train 99% a
 (0.13 at step 3000: at this norm the logits are bounded, so the loss cannot reach 0).
 """
 import argparse
-import json
 import math
 import time
 
@@ -401,13 +400,12 @@ def landscape_mode(args, out, device, dtype):
                    "train_loss_final": m["train_loss"][-1], "test_loss_final": m["test_loss"][-1],
                    "train_acc_best": max(m["train_acc"]), "test_acc_best": max(m["test_acc"]),
                    "train_acc_final": m["train_acc"][-1], "test_acc_final": m["test_acc"][-1]} for a, m in zip(alphas, ms)]
-        common.write_json(out / "points" / f"{name}.json",
+        common.write_json(common.point_path(out, name),
                           {"seconds": time.time() - t0, "steps": args.landscape_steps, "points": points, "members": curves})
 
-    rows = {f: json.loads((out / "points" / f"{n}.json").read_text()) for f, n in zip(fracs, names)
-            if (out / "points" / f"{n}.json").exists()}
+    rows = common.load_points(out, names)
     common.write_json(out / "metrics.json", {"members": [c for r in rows.values() for c in r["members"]]})
-    summary = {"alphas": alphas, "fracs": fracs, "fracs_done": [f for f in fracs if f in rows],
+    summary = {"alphas": alphas, "fracs": fracs, "fracs_done": [f for f, n in zip(fracs, names) if n in rows],
                "steps": args.landscape_steps, "points": [pt for r in rows.values() for pt in r["points"]],
                "wall_seconds": sum(r["seconds"] for r in rows.values())}
     common.write_json(out / "summary.json", summary)
@@ -470,7 +468,7 @@ def wd_sweep_mode(args, out, device, dtype):
     def save(ms, final=False):  # a member's point is saved once it retires (reached) or at the end (censored)
         for i, (((w, s), name), m) in enumerate(zip(todo, ms)):
             if i not in saved and (final or (m["test_acc"] and m["test_acc"][-1] >= args.acc_threshold)):
-                common.write_json(out / "points" / f"{name}.json",
+                common.write_json(common.point_path(out, name),
                                   {"wd": w, "seed": s, "seconds": time.time() - t0, **m})
                 saved.add(i)
     if todo:
@@ -482,7 +480,7 @@ def wd_sweep_mode(args, out, device, dtype):
             common.write_json(out / "metrics.json", {"members": [{"wd": w, "seed": s, **m} for ((w, s), _), m in zip(todo, ms)]})
             raise err
         save(ms, final=True)
-    done = [json.loads((out / "points" / f"{n}.json").read_text()) for n in names if (out / "points" / f"{n}.json").exists()]
+    done = list(common.load_points(out, names).values())
     common.write_json(out / "metrics.json", {"members": done})
     members = [{"wd": m["wd"], "seed": m["seed"], **common.grok_summary(m["steps"], m, acc_threshold=args.acc_threshold)}
                for m in done]
