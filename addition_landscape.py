@@ -37,6 +37,8 @@ Modes (every grid is ONE batched ensemble: one decoder per grid point, trained t
 RUN_DIR is an earlier landscape run (trajectory) or n-sweep run (gradient: its N = 45 landscape);
 without --landscape-from those modes compute their own grid first.
 Quick versions: --grid-points 9 --steps 4000 --lr-decay-every 1333 (a few minutes each).
+The grid modes save one file per landscape row (one (N, m), all alphas) in <out>/points/; --shard i/n
+trains every n-th row (a job array: slurm/submit.py) and --merge draws from the rows saved.
 
 Runtimes on 2 CPU cores shared with other jobs (measured, see README.md): run ~1 min; trajectory and
 gradient from a saved grid: seconds; landscape 11 x 11: 18 min wall (4.6 CPU-min); the paper-scale
@@ -114,6 +116,7 @@ def parse_args(argv=None):
     p.add_argument("--contour", type=float, default=None,
                    help="train-loss level of the I/II boundary (paper: 0.05 in Fig. 6a, 0.02 in Fig. 6e)")
     p.add_argument("--chunk", type=int, default=0, help="grid points per batched ensemble (0: the whole grid)")
+    common.add_shard_arg(p, "landscape, n-sweep (a point = one row of a landscape: one (N, m), all alphas)")
     p.add_argument("--landscape-from", default=None,
                    help="gradient/trajectory/run: reuse the summary.json of an earlier landscape/gradient run dir")
     # Eq. 6 (reduced trajectory and gradient field)
@@ -151,6 +154,7 @@ def parse_args(argv=None):
     args.m_lohi = _pair(args.m_range, "--m-range", (FINE if fine else COARSE)["m"])
     args.start_am = _pair(args.start, "--start", None)
     args.n_train_list = [int(x) for x in common.parse_floats(args.n_trains, "--n-trains")]
+    args.shard_pair = common.parse_shard(args.shard)
 
     common.check_standard_args(args)
     n_pairs = args.p * (args.p + 1) // 2
@@ -343,15 +347,18 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
     return evaluated, curves, best_train.tolist(), w0, None
 
 
-def compute_landscape(args, n_train, *, device, dtype, desc="landscape"):
-    """The (m, alpha) grid as one batched ensemble (or --chunk sized pieces). Returns a dict with the
-    axes, 2-D arrays [len(m)][len(alpha)] of best/final losses and accuracies, and the curves."""
-    task = make_task(args, device, dtype)
-    alphas, ms = grid_axes(args)
-    A, M = np.meshgrid(alphas, ms)  # row = m, column = alpha
+CURVES = ("train_loss", "test_loss", "train_acc", "test_acc", "w")
+
+
+def train_rows(args, task, n_train, row_ms, *, device, dtype, desc):
+    """Rows of the (m, alpha) grid - one m each, all alphas - as one batched ensemble (or --chunk sized
+    pieces of it). Returns (one record per row: {m, steps, best_train, w0, curves [n_eval][alphas]}, error
+    or None; on an error the records hold what was measured, for metrics.json)."""
+    alphas, _ = grid_axes(args)
+    A, M = np.meshgrid(alphas, np.asarray(row_ms, dtype=float))  # row = m, column = alpha
     flat_a, flat_m = A.ravel(), M.ravel()
     chunk = args.chunk or len(flat_a)
-    steps, curves, best_train, err = None, None, [], None
+    steps, curves, best_train, err, w0 = None, None, [], None, None
     for lo in range(0, len(flat_a), chunk):
         s, c, b, w0, err = train_fixed_norm(args, task, flat_a[lo:lo + chunk], flat_m[lo:lo + chunk], n_train,
                                             device=device, dtype=dtype, desc=f"{desc} N={n_train}")
@@ -359,10 +366,32 @@ def compute_landscape(args, n_train, *, device, dtype, desc="landscape"):
         curves = c if curves is None else {k: [a + b_ for a, b_ in zip(curves[k], c[k])] for k in curves}
         best_train += b
         if err:  # keep what was measured, then stop (the caller saves metrics and raises)
-            return None, dict(steps=steps, alpha=flat_a[:len(best_train)].tolist(),
-                              m=flat_m[:len(best_train)].tolist(), **curves), err
-    shape = M.shape
-    arr = {k: np.array(v, dtype=float) for k, v in curves.items()}  # [n_eval, E]
+            break
+    n_a = len(alphas)
+    rows = [dict(m=float(m), steps=steps, w0=w0, best_train=best_train[r * n_a:(r + 1) * n_a],
+                 **{k: [v[r * n_a:(r + 1) * n_a] for v in curves[k]] for k in CURVES})
+            for r, m in enumerate(row_ms) if (r + 1) * n_a <= len(best_train)]
+    return rows, err
+
+
+def assemble_landscape(args, task, n_train, rows):
+    """The landscape dict (axes, 2-D arrays [len(m)][len(alpha)] of best/final losses and accuracies, the
+    star) and metrics (curves) from row records, in grid order; rows not given (not trained yet) are None."""
+    alphas, ms = grid_axes(args)
+    by_m = {round(r["m"], 12): r for r in rows}
+    present = [by_m.get(round(float(m), 12)) for m in ms]
+    have = [r for r in present if r is not None]
+    A, M = np.meshgrid(alphas, ms)  # row = m, column = alpha
+    flat_a, flat_m = A.ravel(), M.ravel()
+    shape, n_a = M.shape, len(alphas)
+    steps, w0 = have[0]["steps"], have[0]["w0"]
+    arr = {k: np.full((len(steps), len(flat_a)), np.nan) for k in CURVES}  # [n_eval, E]
+    best_train = np.full(len(flat_a), np.nan)
+    for r, rec in enumerate(present):
+        if rec is not None:
+            for k in CURVES:
+                arr[k][:, r * n_a:(r + 1) * n_a] = np.array(rec[k], dtype=float)
+            best_train[r * n_a:(r + 1) * n_a] = rec["best_train"]
     has_test = n_train < len(task["perm"])  # N = 55 uses every pair: no test set (stored as null)
 
     def grid(x):
@@ -371,18 +400,80 @@ def compute_landscape(args, n_train, *, device, dtype, desc="landscape"):
     nan = np.full(len(flat_a), np.nan)
     test_best = arr["test_loss"].min(0) if has_test else nan
     land = dict(n_train=n_train, test_acc_ideal=ideal_test_acc(task, n_train), alphas=alphas.tolist(), ms=ms.tolist(), w0=w0, ws=(alphas * w0).tolist(),
-                train_loss_best=grid(np.minimum(np.array(best_train), arr["train_loss"].min(0))),
+                train_loss_best=grid(np.minimum(best_train, arr["train_loss"].min(0))),
                 test_loss_best=grid(test_best),
                 train_loss_final=grid(arr["train_loss"][-1]), test_loss_final=grid(arr["test_loss"][-1]),
                 train_acc_best=grid(arr["train_acc"].max(0)), test_acc_best=grid(arr["test_acc"].max(0) if has_test else nan),
                 train_acc_final=grid(arr["train_acc"][-1]), test_acc_final=grid(arr["test_acc"][-1]))
-    if has_test and (alphas > 0).any():  # the generalizing solution: lowest reduced test loss at w > 0
-        r, c = np.unravel_index(np.argmin(np.where(flat_a > 0, test_best, np.inf)), shape)
+    ok = (flat_a > 0) & np.isfinite(test_best)
+    if has_test and ok.any():  # the generalizing solution: lowest reduced test loss at w > 0
+        r, c = np.unravel_index(np.argmin(np.where(ok, test_best, np.inf)), shape)
         land["star"] = dict(alpha=float(alphas[c]), m=float(ms[r]), test_loss=float(test_best.reshape(shape)[r, c]))
+    cols = [r * n_a + j for r, rec in enumerate(present) if rec is not None for j in range(n_a)]  # flat, present
+    curves = {k: [[row[c] for c in cols] for row in arr[k].tolist()] for k in CURVES}
     if not has_test:
         curves = {k: (v if k.startswith(("train", "w")) else None) for k, v in curves.items()}
-    metrics = dict(steps=steps, alpha=flat_a.tolist(), m=flat_m.tolist(), **curves)
+    metrics = dict(steps=steps, alpha=flat_a[cols].tolist(), m=flat_m[cols].tolist(), **curves)
+    return land, metrics
+
+
+def compute_landscape(args, n_train, *, device, dtype, desc="landscape"):
+    """The whole (m, alpha) grid in memory (gradient, trajectory modes): (land, metrics, error or None)."""
+    task = make_task(args, device, dtype)
+    _, ms = grid_axes(args)
+    rows, err = train_rows(args, task, n_train, ms, device=device, dtype=dtype, desc=desc)
+    if err:
+        return None, dict(members=rows), err
+    land, metrics = assemble_landscape(args, task, n_train, rows)
     return land, metrics, None
+
+
+def grid_settings(args):
+    """The flags a grid point's numbers depend on (a points folder never mixes two settings); None for
+    the modes without grid points. A point is one row of a landscape: one (N, m), all alphas."""
+    if args.mode not in ("landscape", "n-sweep"):
+        return None
+    keys = ("mode", "seed", "setup", "p", "labels", "out_dim", "width", "embed_dim", "activation", "repr_style", "lr",
+            "beta2", "lr_decay", "lr_decay_every", "steps", "eval_points", "dtype", "grid_points", "alpha_lohi", "m_lohi")
+    return {k: getattr(args, k) for k in keys + (("n_train",) if args.mode == "landscape" else ())}
+
+
+def row_name(n_train, m):
+    return f"n_{n_train}_m_{m:g}"
+
+
+def grid_landscapes(args, out, n_trains, *, device, dtype, desc):
+    """The grid modes' points: one file per (N, m) row, out/points/n_<N>_m_<m>.json. Trains the rows this
+    shard owns that are not saved yet (per N one ensemble), then - for the whole grid or --merge - returns
+    ({N: land}, {N: metrics}, seconds) of the rows saved; None for one shard of several."""
+    _, ms = grid_axes(args)
+    names = [row_name(n, m) for n in n_trains for m in ms]
+    todo = set(common.shard_todo(names, out, args.shard_pair, grid_settings(args)))
+    task = make_task(args, device, dtype)
+    for n in n_trains:
+        mine = [m for m in ms if row_name(n, m) in todo]
+        if not mine:
+            continue
+        t0 = time.time()
+        rows, err = train_rows(args, task, n, mine, device=device, dtype=dtype, desc=desc)
+        if err:
+            common.write_json(out / "metrics.json", dict(n_train=n, members=rows))
+            raise err
+        for rec in rows:
+            rec["seconds"] = (time.time() - t0) / len(rows)  # the ensemble's wall time, shared by its rows
+            common.write_json(common.point_path(out, row_name(n, rec["m"])), dict(n_train=n, **rec))
+    if common.is_piece(args.shard_pair):
+        common.piece_done(out, names, args.shard_pair, [nm for nm in names if nm in todo])
+        return None
+    saved, missing = common.collect_points(out, names)
+    lands, metrics, seconds = {}, {}, 0.0
+    for n in n_trains:
+        rows = [rec for rec in saved.values() if rec["n_train"] == n]
+        if rows:
+            lands[n], metrics[n] = assemble_landscape(args, task, n, rows)
+            seconds += sum(rec["seconds"] for rec in rows)
+    common.require(lands, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
+    return lands, metrics, seconds, missing
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,14 +558,15 @@ def plot_landscape(land, args, path, which="best"):
 # modes
 # ----------------------------------------------------------------------------------------------
 def landscape_mode(args, out, device, dtype):
-    t0 = time.time()
-    land, metrics, err = compute_landscape(args, args.n_train, device=device, dtype=dtype)
-    common.write_json(out / "metrics.json", metrics)
-    if err:
-        raise err
-    wall = time.time() - t0
-    n = len(land["alphas"]) * len(land["ms"])
-    summary = dict(landscape=land, contour=args.contour, wall_seconds=wall,
+    """Fig. 6a,b. A grid point (file) is one row: one m, all alphas; --shard i/n splits the rows."""
+    got = grid_landscapes(args, out, [args.n_train], device=device, dtype=dtype, desc="landscape")
+    if got is None:  # one shard of several: rows saved, the merge draws
+        return None
+    lands, metrics, wall, missing = got
+    land = lands[args.n_train]
+    common.write_json(out / "metrics.json", metrics[args.n_train])
+    n = len(metrics[args.n_train]["alpha"])  # grid points trained (all, unless rows are missing)
+    summary = dict(landscape=land, contour=args.contour, wall_seconds=wall, missing=missing,
                    grid_points=n, steps=args.steps, point_steps_per_second=n * args.steps / wall)
     summary.update(_region_check(land, args.contour))
     common.write_json(out / "summary.json", summary)
@@ -652,16 +744,14 @@ def trajectory_mode(args, out, device, dtype):
 
 def n_sweep_mode(args, out, device, dtype):
     """Fig. 6e: the fine landscape for each training size, one batched ensemble per size; the contour
-    train loss = --contour (0.02) of each size on one plot, with the N = --n-train star."""
-    t0 = time.time()
-    lands, all_metrics = [], []
-    for n in args.n_train_list:
-        land, metrics, err = compute_landscape(args, n, device=device, dtype=dtype, desc="n-sweep")
-        all_metrics.append(dict(n_train=n, **metrics))
-        common.write_json(out / "metrics.json", dict(members=all_metrics))
-        if err:
-            raise err
-        lands.append(land)
+    train loss = --contour (0.02) of each size on one plot, with the N = --n-train star. A grid point
+    (file) is one (N, m) row, all alphas; --shard i/n splits them."""
+    got = grid_landscapes(args, out, args.n_train_list, device=device, dtype=dtype, desc="n-sweep")
+    if got is None:  # one shard of several: rows saved, the merge draws
+        return None
+    by_n, metrics, wall, missing = got
+    lands = list(by_n.values())
+    common.write_json(out / "metrics.json", dict(members=[dict(n_train=n, **m) for n, m in metrics.items()]))
     plt = common.plt()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(lands)))
@@ -684,7 +774,7 @@ def n_sweep_mode(args, out, device, dtype):
     common.savefig(fig, out / "n_sweep.png")
     summary = dict(landscapes=lands, contour=args.contour, star=star,
                    contour_alpha_at_m_min_max={str(k): v for k, v in contour_alpha.items()},
-                   wall_seconds=time.time() - t0)
+                   missing=missing, wall_seconds=wall)
     common.write_json(out / "summary.json", summary)
     print(f"contour alpha at (m_min, m_max) per N: {contour_alpha}")
     return summary
@@ -805,6 +895,10 @@ def main(argv=None):
     device, dtype = common.setup(args)
     if device.type == "cpu":
         keep_freed_memory()
+    if grid_settings(args):
+        common.check_points(args.out, grid_settings(args))  # before anything is written
+    else:
+        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "landscape": landscape_mode, "gradient": gradient_mode,
             "trajectory": trajectory_mode, "n-sweep": n_sweep_mode}[args.mode]

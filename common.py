@@ -147,39 +147,101 @@ def decay_weights_(params, lr, wd):
     torch._foreach_mul_(params, [factor.to(p.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params])
 
 
+# ----------------------------------------------------------------------------------------------
+# grids beyond one machine: shards, one file per grid point, merge (DESIGN.md, "Scale beyond one machine")
+# ----------------------------------------------------------------------------------------------
+# A grid mode names its points, trains the ones its shard owns that are not saved yet (one ensemble),
+# saves each finished point as out/points/<name>.json, and - when it is the whole grid (no --shard, or
+# --merge) - draws the figure from the points present and says which are missing. Shards of a job
+# array share one --out; a killed shard, run again, trains only its missing points.
+#
+#     args.shard_pair = common.parse_shard(args.shard)             # at argument time: bad --shard -> exit 2
+#     common.check_points(args.out, settings)                      # before make_run_dir: nothing written
+#     todo = common.shard_todo(names, out, args.shard_pair, settings)
+#     ... train `todo` as one ensemble, common.write_json(common.point_path(out, name), record) each ...
+#     if common.is_piece(args.shard_pair):                         # one task of an array: the merge job draws
+#         common.piece_done(out, names, args.shard_pair, todo)
+#         return None
+#     saved, missing = common.collect_points(out, names)           # then summary + figure from `saved`
+
 def add_shard_arg(parser, modes):
+    """--shard i/n | slurm, and --merge (the same flag's third form: train nothing, draw)."""
     parser.add_argument("--shard", default="0/1",
                         help=f"{modes}: train only points i, i+n, i+2n, ... of the grid (i/n, e.g. a job-array "
-                             "index); points already saved in <out>/points/ are skipped (a killed job resumes), "
-                             "and the figure is drawn from the points present. Shards share one --out")
+                             "index; 'slurm': i and n from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT); points "
+                             "already saved in <out>/points/ are skipped (a killed job resumes). A shard (n > 1) "
+                             "only saves points; the whole grid (no --shard) or --merge draws the figure from the "
+                             "points present and lists the missing ones. Shards share one --out")
+    parser.add_argument("--merge", action="store_const", const="merge", dest="shard",
+                        help=f"{modes}: train nothing; draw the figure and write summary.json from the points "
+                             "saved in --out by the shards (the merge job of a job array), listing any missing")
 
 
 def parse_shard(text):
-    """'i/n' -> (i, n) with 0 <= i < n."""
+    """'i/n' -> (i, n) with 0 <= i < n; 'slurm' -> (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT);
+    'merge' (from --merge) -> None: no points to train."""
+    if text == "merge":
+        return None
+    if text == "slurm":
+        env = {k: os.environ.get(k) for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")}
+        require(all(env.values()), "--shard slurm needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, which only "
+                                   "a SLURM job array sets (sbatch --array=0-N); outside SLURM give --shard i/n.")
+        text = f"{env['SLURM_ARRAY_TASK_ID']}/{env['SLURM_ARRAY_TASK_COUNT']}"
+        try:
+            i, n = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise UserError(f"--shard slurm: SLURM array variables are not integers ({text!r}).") from None
+        require(0 <= i < n, f"--shard slurm: task {i} of an array of {n} tasks; submit the array as "
+                            f"--array=0-{n - 1} (or give --shard i/n).")
+        return i, n
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise UserError(f"--shard takes i/n (two integers), got {text!r}.") from None
+        raise UserError(f"--shard takes i/n (two integers) or slurm, got {text!r}.") from None
     require(0 <= i < n, f"--shard must be i/n with 0 <= i < n, got {text!r}.")
     return i, n
+
+
+def is_piece(shard):
+    """True for one shard of several (i/n with n > 1): it saves points only; the merge draws."""
+    return shard is not None and shard[1] > 1
+
+
+def _settings_json(settings):
+    return json.loads(json.dumps(settings, default=_json_default))  # as it reads back from JSON
+
+
+def check_points(out, settings):
+    """Refuse (UserError, exit 2) an out/points/ made with other settings. Writes nothing: scripts call it
+    before make_run_dir, so a refused run leaves the folder as it was. No out (a fresh run dir): nothing to check."""
+    if out is None:
+        return
+    points = Path(out) / "points"
+    saved = points / "settings.json"
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        new = _settings_json(settings)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        require(not changed, f"{points} holds points made with other settings ({', '.join(changed)} differ); "
+                             "give a new --out.")
 
 
 def shard_todo(names, out, shard, settings):
     """The grid points (by file name) that this shard owns, i.e. every n-th from i, and that have no
     out/points/<name>.json yet. `settings` (the flags that shape a point) is kept in out/points/settings.json:
-    points made with other settings are never mixed in (a reused --out with changed flags is an error)."""
-    points = Path(out) / "points"
-    saved = points / "settings.json"
-    settings = json.loads(json.dumps(settings, default=_json_default))  # as it reads back from JSON
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        require(not changed, f"{points} holds points made with other settings ({', '.join(changed)} differ); "
-                             "give a new --out.")
-    else:
-        write_json(saved, settings)
+    points made with other settings are never mixed in (a reused --out with changed flags is an error).
+    shard None (--merge): nothing to train, and nothing is written."""
+    check_points(out, settings)
+    if shard is None:
+        return []
+    saved = Path(out) / "points" / "settings.json"
+    if not saved.exists():
+        write_json(saved, _settings_json(settings))
     i, n = shard
-    return [name for k, name in enumerate(names) if k % n == i and not point_path(out, name).exists()]
+    todo = [name for k, name in enumerate(names) if k % n == i and not point_path(out, name).is_file()]
+    if n > 1:
+        print(f"shard {i}/{n}: {len(todo)} point(s) to train" + (f": {', '.join(todo)}" if todo else ""), flush=True)
+    return todo
 
 
 def point_path(out, name):
@@ -189,7 +251,27 @@ def point_path(out, name):
 
 def load_points(out, names):
     """{name: record} of the grid points already saved (by any shard), in the order of `names`."""
-    return {name: json.loads(point_path(out, name).read_text()) for name in names if point_path(out, name).exists()}
+    return {name: json.loads(point_path(out, name).read_text()) for name in names if point_path(out, name).is_file()}
+
+
+def collect_points(out, names):
+    """The points saved in out/points/ (by any shard) and the names still missing; says which are missing.
+    Returns ({name: record} in the order of names, [missing names])."""
+    saved = load_points(out, names)
+    missing = [n for n in names if n not in saved]
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        print(f"{len(saved)}/{len(names)} grid points in {Path(out) / 'points'}; missing: {shown}. The figure shows "
+              "the points present; run the same command (or resubmit the array) to train the rest.", flush=True)
+    return saved, missing
+
+
+def piece_done(out, names, shard, todo):
+    """What a shard (one task of an array) reports when its points are saved; it draws nothing."""
+    have = sum(point_path(out, n).is_file() for n in names)
+    print(f"shard {shard[0]}/{shard[1]}: trained {len(todo)} point(s); {have}/{len(names)} of the grid saved in "
+          f"{Path(out) / 'points'}; draw the figure with the same command and --merge.", flush=True)
+    return {"shard": f"{shard[0]}/{shard[1]}", "trained": list(todo), "points_saved": have, "points": len(names)}
 
 
 # ----------------------------------------------------------------------------------------------

