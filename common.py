@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-def add_standard_args(parser, *, modes, steps, acc_threshold, steps_help="optimizer steps per training run"):
+def add_standard_args(parser, *, modes, steps, acc_threshold, steps_help="optimizer steps per training run",
+                      acc_threshold_help="accuracy that counts as 'reached' in the grokking summary"):
     """The flags every script takes (DESIGN.md, "The contract every script keeps")."""
     parser.add_argument("--mode", default="run", choices=modes,
                         help="which experiment to run (default: run, the headline experiment)")
@@ -36,8 +37,7 @@ def add_standard_args(parser, *, modes, steps, acc_threshold, steps_help="optimi
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="floating-point type of parameters and data")
     parser.add_argument("--steps", type=int, default=steps, help=steps_help)
-    parser.add_argument("--acc-threshold", type=float, default=acc_threshold,
-                        help="accuracy that counts as 'reached' in the grokking summary")
+    parser.add_argument("--acc-threshold", type=float, default=acc_threshold, help=acc_threshold_help)
     parser.add_argument("--eval-points", type=int, default=150,
                         help="number of log-spaced evaluation steps (the last step is always one)")
     parser.add_argument("--threads", type=int, default=0,

@@ -134,10 +134,8 @@ def parse_args(argv=None):
     common.add_standard_args(p, modes=MODES, steps=None, acc_threshold=1.0,
                              steps_help="optimizer steps per run (default: the authors' epochs converted to "
                                         "steps: int(100 * 50000 / size) * ceil(size / 2 / batch) for run, "
-                                        "int(100 * 1000 / size) * ceil(...) per size for landscape)")
-    for a in p._actions:  # the contract's flag, meaningless for a regression task
-        if a.dest == "acc_threshold":
-            a.help = "unused here (QM9 is a regression task: see --loss-threshold)"
+                                        "int(100 * 1000 / size) * ceil(...) per size for landscape)",
+                             acc_threshold_help="unused here (QM9 is a regression task: see --loss-threshold)")
     p.set_defaults(eval_points=None)
     p.add_argument("--data-dir", default="data", help="processed graphs are cached in <data-dir>/qm9/")
     p.add_argument("--csv-dir", default=None,
