@@ -472,7 +472,6 @@ def grid_landscapes(args, out, n_trains, *, device, dtype, desc):
         if rows:
             lands[n], metrics[n] = assemble_landscape(args, task, n, rows)
             seconds += sum(rec["seconds"] for rec in rows)
-    common.require(lands, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     return lands, metrics, seconds, missing
 
 
@@ -895,10 +894,7 @@ def main(argv=None):
     device, dtype = common.setup(args)
     if device.type == "cpu":
         keep_freed_memory()
-    if grid_settings(args):
-        common.check_points(args.out, grid_settings(args))  # before anything is written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "landscape": landscape_mode, "gradient": gradient_mode,
             "trajectory": trajectory_mode, "n-sweep": n_sweep_mode}[args.mode]

@@ -156,7 +156,7 @@ def decay_weights_(params, lr, wd):
 # array share one --out; a killed shard, run again, trains only its missing points.
 #
 #     args.shard_pair = common.parse_shard(args.shard)             # at argument time: bad --shard -> exit 2
-#     common.check_points(args.out, settings)                      # before make_run_dir: nothing written
+#     common.check_grid_args(args, settings)                       # before make_run_dir: nothing written
 #     todo = common.shard_todo(names, out, args.shard_pair, settings)
 #     ... train `todo` as one ensemble, common.write_json(common.point_path(out, name), record) each ...
 #     if common.is_piece(args.shard_pair):                         # one task of an array: the merge job draws
@@ -226,6 +226,16 @@ def check_points(out, settings):
                              "give a new --out.")
 
 
+def check_grid_args(args, settings):
+    """Before make_run_dir (a refused run writes nothing): a grid mode (settings: the flags its points depend
+    on) must not reuse a points folder made with other settings; any other mode (settings None) takes no
+    --shard or --merge."""
+    if settings is None:
+        require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
+    else:
+        check_points(args.out, settings)
+
+
 def shard_todo(names, out, shard, settings):
     """The grid points (by file name) that this shard owns, i.e. every n-th from i, and that have no
     out/points/<name>.json yet. `settings` (the flags that shape a point) is kept in out/points/settings.json:
@@ -256,8 +266,9 @@ def load_points(out, names):
 
 def collect_points(out, names):
     """The points saved in out/points/ (by any shard) and the names still missing; says which are missing.
-    Returns ({name: record} in the order of names, [missing names])."""
+    Returns ({name: record} in the order of names, [missing names]); none saved at all is a UserError."""
     saved = load_points(out, names)
+    require(saved, f"no grid point is saved in {Path(out) / 'points'} yet; run without --merge (or the shards) first.")
     missing = [n for n in names if n not in saved]
     if missing:
         shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")

@@ -624,7 +624,10 @@ def landscape_mode(args, out, data, device, dtype):
 
 
 def grid_settings(args):
-    """The flags a landscape row's numbers depend on: points made with other values are never mixed in."""
+    """The flags a landscape row's numbers depend on (points made with other values are never mixed in);
+    None for the other modes, which have no grid."""
+    if args.mode != "landscape":
+        return None
     shaping = ("alphas", "steps", "epochs", "min_steps", "batch_size", "eval_points", "lr", "clip", "hidden",
                "seq_len", "embed", "layers", "vocab", "test_frac", "seed", "dtype")
     return {k: getattr(args, k) for k in shaping}
@@ -773,10 +776,7 @@ def main(argv=None):
     # Data before the run directory: a --size the data cannot give is refused with nothing written. The
     # landscape builds its largest row here (cached, so the row itself costs nothing more later).
     data = load_imdb(args, max(args.size_list) if args.mode == "landscape" else args.size, device)
-    if args.mode == "landscape":
-        common.check_points(args.out, grid_settings(args))  # a reused --out with other settings: refused, nothing written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the landscape; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     print(f"preset {args.preset}: hidden {args.hidden}, {args.seq_len} tokens"
           + (f", {args.steps} steps" if args.mode != "landscape" else "")

@@ -578,7 +578,6 @@ def _sweep(args, out, data, device, dtype, names, members, label):
         common.piece_done(out, names, args.shard_pair, [name for name, _ in mine])
         return None
     saved, missing = common.collect_points(out, names)
-    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     recs = list(saved.values())
     common.write_json(out / "metrics.json", {"steps": max((r["steps"] for r in recs), key=len), "members": recs})
     curves = ("train_loss", "test_loss", "train_acc", "test_acc", "w")
@@ -731,7 +730,6 @@ def _collect(out, rows, row_key, alphas, fields):
     seconds = 0.0
     names = [f"{row_key}_{value:g}" for value in rows]
     saved, missing = common.collect_points(out, names)
-    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     for r, name in enumerate(names):
         if name not in saved:
             continue
@@ -983,10 +981,7 @@ def main(argv=None):
     common.require(max(args.size_list) <= n_avail or args.mode not in ("landscape", "n-sweep"),
                    f"--sizes: {max(args.size_list)} is larger than the {n_avail} training images in "
                    f"{raw_dir(args.data_dir)}.")
-    if grid_settings(args):
-        common.check_points(args.out, grid_settings(args))  # before anything is written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     modes = {"run": run_mode, "landscape": landscape_mode, "n-sweep": n_sweep_mode, "wd-sweep": wd_sweep_mode,
              "repr": repr_mode, "bench": bench_mode}

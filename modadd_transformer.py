@@ -408,7 +408,6 @@ def landscape_mode(args, out, device, dtype):
         return None
 
     rows, missing = common.collect_points(out, names)
-    common.require(rows, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     common.write_json(out / "metrics.json", {"members": [c for r in rows.values() for c in r["members"]]})
     summary = {"alphas": alphas, "fracs": fracs, "fracs_done": [f for f, n in zip(fracs, names) if n in rows],
                "missing": missing,
@@ -495,7 +494,6 @@ def wd_sweep_mode(args, out, device, dtype):
         return None
     saved, missing = common.collect_points(out, names)
     done = list(saved.values())
-    common.require(done, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     common.write_json(out / "metrics.json", {"members": done})
     members = [{"wd": m["wd"], "seed": m["seed"], **common.grok_summary(m["steps"], m, acc_threshold=args.acc_threshold)}
                for m in done]
@@ -648,10 +646,7 @@ def bench_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
-    if grid_settings(args):
-        common.check_points(args.out, grid_settings(args))  # before anything is written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode, "bench": bench_mode}[args.mode]
     summary = mode(args, out, device, dtype)

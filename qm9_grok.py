@@ -622,7 +622,6 @@ def landscape_mode(args, out, batch, device, dtype):
     if common.is_piece(args.shard_pair):  # one task of a job array: the merge (--merge or no --shard) draws
         return common.piece_done(out, names, args.shard_pair, todo)
     saved, missing = common.collect_points(out, names)
-    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
 
     fields = ["train_loss_best", "test_loss_best", "train_loss_final", "test_loss_final"]
     z = {f: np.full((len(sizes), len(alphas)), np.nan) for f in fields}
@@ -761,10 +760,7 @@ def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
     size = max(args.size_list) if args.mode == "landscape" else args.size
-    if args.mode == "landscape":
-        common.check_points(args.out, grid_settings(args))  # a reused --out with other settings: refused, nothing written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the landscape; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     batch = load_qm9(args, size)  # every input check (data present, target, size) happens before out is made
     out = common.make_run_dir(__file__, args, device)
     summary = {"run": run_mode, "landscape": landscape_mode, "bench": bench_mode}[args.mode](args, out, batch, device, dtype)

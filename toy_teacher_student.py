@@ -217,7 +217,6 @@ def train_points(args, out, points, steps, *, constrain, desc, device, dtype):
         common.piece_done(out, names, args.shard_pair, [name for name, _, _ in mine])
         return None
     saved, missing = common.collect_points(out, names)
-    common.require(saved, f"no grid point is saved in {out / 'points'} yet; run without --merge (or the shards) first.")
     return list(saved.values()), missing
 
 
@@ -352,10 +351,7 @@ def wd_sweep_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
-    if grid_settings(args):
-        common.check_points(args.out, grid_settings(args))  # before anything is written
-    else:
-        common.require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
+    common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     mode = {"run": run_mode, "grid": grid_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)
