@@ -22,7 +22,7 @@ import common
 import mnist_grok
 import modadd_transformer
 import toy_teacher_student
-from test_mnist_grok import idx_bytes
+from test_mnist_grok import data_dir  # noqa: F401 - the MNIST IDX fixture, used as a fixture
 
 SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer, "addition": addition_landscape}
 GRIDS = {  # tiny versions of every grid mode
@@ -48,16 +48,6 @@ GRIDS = {  # tiny versions of every grid mode
 EXACT = {("mnist", "landscape"), ("mnist", "repr"), ("modadd", "landscape")}  # a point = one ensemble in both runs
 
 
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    raw = d / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes().items():
-        (raw / name).write_bytes(b)
-    return d
-
-
 def run(script, argv, capsys):
     """A script's CLI in this process: (exit code, stdout, stderr)."""
     try:
@@ -69,8 +59,8 @@ def run(script, argv, capsys):
     return code, cap.out, cap.err
 
 
-def argv_of(script, mode, out, mnist_dir):
-    data = ["--data-dir", str(mnist_dir), "--offline"] if script == "mnist" else []
+def argv_of(script, mode, out, data_dir):
+    data = ["--data-dir", str(data_dir), "--offline"] if script == "mnist" else []
     return ["--mode", mode, "--out", str(out)] + data + GRIDS[(script, mode)]
 
 
@@ -92,22 +82,22 @@ def close(a, b, rtol):
 
 
 @pytest.mark.parametrize("script, mode", list(GRIDS))
-def test_grid_mode_shards_and_merges(script, mode, tmp_path, mnist_dir, capsys):
+def test_grid_mode_shards_and_merges(script, mode, tmp_path, data_dir, capsys):
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    code, _, err = run(script, argv_of(script, mode, whole, mnist_dir), capsys)
+    code, _, err = run(script, argv_of(script, mode, whole, data_dir), capsys)
     assert code == 0, err
     names = sorted(points(whole))
     assert len(names) >= 2 and json.loads((whole / "summary.json").read_text())["missing"] == []
 
     # one shard of three: saves its points (every third), draws nothing
-    code, out, err = run(script, argv_of(script, mode, sharded, mnist_dir) + ["--shard", "1/3"], capsys)
+    code, out, err = run(script, argv_of(script, mode, sharded, data_dir) + ["--shard", "1/3"], capsys)
     assert code == 0, err
     mine = sorted(points(sharded))
     assert 0 < len(mine) < len(names) and set(mine) <= set(names)
     assert not (sharded / "summary.json").exists() and not list(sharded.glob("*.png"))
     assert "shard 1/3" in out and "--merge" in out
     # the merge of what is there: a figure of the points present, the missing ones listed
-    code, out, err = run(script, argv_of(script, mode, sharded, mnist_dir) + ["--merge"], capsys)
+    code, out, err = run(script, argv_of(script, mode, sharded, data_dir) + ["--merge"], capsys)
     assert code == 0, err
     missing = json.loads((sharded / "summary.json").read_text())["missing"]
     assert sorted(f"{m}.json" for m in missing) == sorted(set(names) - set(mine)) and "missing" in out
@@ -115,11 +105,11 @@ def test_grid_mode_shards_and_merges(script, mode, tmp_path, mnist_dir, capsys):
     # the other shards (a rerun of shard 1 finds nothing to do), then the merge
     before = {p: p.stat().st_mtime_ns for p in (sharded / "points").glob("*.json")}
     for i in (0, 1, 2):
-        code, out, err = run(script, argv_of(script, mode, sharded, mnist_dir) + ["--shard", f"{i}/3"], capsys)
+        code, out, err = run(script, argv_of(script, mode, sharded, data_dir) + ["--shard", f"{i}/3"], capsys)
         assert code == 0, err
     assert "shard 1/3: 0 point(s) to train" in out or "shard 1/3" not in out
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # saved points are never retrained
-    code, out, err = run(script, argv_of(script, mode, sharded, mnist_dir) + ["--merge"], capsys)
+    code, out, err = run(script, argv_of(script, mode, sharded, data_dir) + ["--merge"], capsys)
     assert code == 0, err
     assert json.loads((sharded / "summary.json").read_text())["missing"] == []
     assert sorted(points(sharded)) == names
@@ -128,23 +118,23 @@ def test_grid_mode_shards_and_merges(script, mode, tmp_path, mnist_dir, capsys):
 
 @pytest.mark.parametrize("script, mode", [("toy", "landscape"), ("mnist", "n-sweep"), ("modadd", "wd-sweep"),
                                           ("addition", "landscape")])
-def test_bad_shard_input_exits_2_and_writes_nothing(script, mode, tmp_path, mnist_dir, capsys, monkeypatch):
+def test_bad_shard_input_exits_2_and_writes_nothing(script, mode, tmp_path, data_dir, capsys, monkeypatch):
     for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
         monkeypatch.delenv(k, raising=False)
     for bad, words in ((["--shard", "3/2"], "0 <= i < n"), (["--shard", "slurm"], "SLURM_ARRAY_TASK_ID"),
                        (["--shard", "x"], "i/n")):
         out = tmp_path / bad[1].replace("/", "_")
-        code, _, err = run(script, argv_of(script, mode, out, mnist_dir) + bad, capsys)
+        code, _, err = run(script, argv_of(script, mode, out, data_dir) + bad, capsys)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
     # a points folder made with other settings: refused before anything is written (config.json included)
     out = tmp_path / "grid"
-    code, _, err = run(script, argv_of(script, mode, out, mnist_dir) + ["--shard", "0/2"], capsys)
+    code, _, err = run(script, argv_of(script, mode, out, data_dir) + ["--shard", "0/2"], capsys)
     assert code == 0, err
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     changed = ["--eval-points", "7"]
     for extra in ([], ["--shard", "1/2"], ["--merge"]):
-        code, _, err = run(script, argv_of(script, mode, out, mnist_dir) + changed + extra, capsys)
+        code, _, err = run(script, argv_of(script, mode, out, data_dir) + changed + extra, capsys)
         assert code == 2 and "other settings" in err and "eval_points" in err and len(err.strip().splitlines()) == 1, err
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
