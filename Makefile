@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: install data demo slurm test bench clean
+.PHONY: install data demo figures slurm test bench clean
 
 # A virtual environment with the pinned requirements (re-installed when requirements.txt changes).
 $(VENV_STAMP): requirements.txt
@@ -21,6 +21,11 @@ data: install
 # The main job: grokking on MNIST, the design card's example.
 demo: install data
 	$(PY) mnist_grok.py --alpha 9 --wd 0.3
+
+# Every paper figure at the quick scale (2 CPU cores: about an hour) and runs/reproduce/quick/REPORT.md:
+# each figure beside the authors', each claim beside our number. Rerun: only what is missing or changed.
+figures: install data
+	$(PY) reproduce.py
 
 # SLURM for the one-node test cluster of tests/slurm/ (Debian's packages, ~20 s; as root where it is missing;
 # elsewhere the SLURM test skips and says why).
