@@ -1,5 +1,6 @@
 """Plumbing shared by the experiment scripts: arguments, seeding, device, alpha scaling, the norm
-projection, log-spaced evaluation, run directories, grokking summaries, plots and progress bars.
+projection, log-spaced evaluation, run directories, grokking summaries, plots, progress bars, and a
+whole training step as one CUDA graph.
 
 Nothing experiment-specific lives here: models, data and training loops stay in their scripts.
 """
@@ -512,3 +513,40 @@ def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, log
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, label=colorbar_label)
     return im
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA graphs: a whole training step as one replay
+# ----------------------------------------------------------------------------------------------
+def graph_step(step, device, warmup=3):
+    """step() runs one training step that reads and writes only tensors living across calls: the
+    parameters, their gradients, optimizer state (capturable=True), batch indices and counters on the
+    device. On CPU this returns step itself: the CPU path stays as it is. On CUDA it returns a callable
+    that runs one step per call: the first `warmup` calls eagerly on a side stream (they allocate the
+    gradients, the optimizer state and the norm kernel's table, which capture forbids), the next one
+    captures a step into a CUDA graph, and every call from then on replays it: one launch per step
+    instead of ~100 (a paper-sized model's step is launch-bound), and no host sync. Every call is one
+    real step, so a graphed run takes exactly the steps of an eager one."""
+    if torch.device(device).type != "cuda":
+        return step
+    return _GraphedStep(step, warmup)
+
+
+class _GraphedStep:
+    def __init__(self, step, warmup):
+        self.step, self.warmup, self.calls, self.graph = step, warmup, 0, None
+
+    def __call__(self):
+        if self.calls < self.warmup:  # side stream: what torch.cuda.graph's docs ask of warm-up
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            if self.graph is None:
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.step()  # recorded, not run: the replay below runs it
+            self.graph.replay()
+        self.calls += 1

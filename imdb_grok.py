@@ -13,7 +13,6 @@ norm falls; the standard init (alpha 1, no weight decay) generalizes at once and
     python imdb_grok.py --preset paper --device cuda # the paper's setting (hidden 256, 500 tokens, 75k steps)
     python imdb_grok.py --mode landscape             # Fig. 4 left: reduced train/test error over alpha x N
     python imdb_grok.py --mode landscape --paper-grid --preset paper --shard 3/8   # job 3 of an 8-job array
-    python imdb_grok.py --mode bench                 # steps/s: bare nn.LSTM step vs this loop vs the authors'
 
 Presets (--preset; every flag they set can still be given explicitly):
 - paper (the default on a GPU): hidden 256 (the authors' code; the paper's text says 128), 500 tokens,
@@ -49,9 +48,8 @@ shared the cores for most of the day, so times are marked with their load):
   training error is 0.03-0.12 and the train-test loss gap narrows (0.22-0.31 vs 0.47-0.55 up to alpha 2.2;
   at N = 100: 0.003 vs 0.66-0.79): the mismatch shrinks with data, as between the paper's 1k and 50k slices. The authors' 5 epochs alone (--min-steps 0)
   give 10 steps at N = 100: training error 0.03-0.48 there, no L.
-- bench (--mode bench, 60 steps, 2 threads, idle): bare nn.LSTM step 12.5 steps/s, ours 11.4 (0.92 of the
-  bare step: the batch gather and clipping cost 8%), the authors' loop 9.3 (ours 1.24x: their per-step
-  test batch is a forward pass more). With 20 steps the same bench gave ratios off by 1.7x: too short.
+- speed (bench/authors_loops.py --experiment imdb, 60 steps, 2 threads, idle): bare nn.LSTM step 12.5
+  steps/s, this loop 11.4 (0.92 of the bare step: the batch gather and clipping cost 8%), the authors' 9.3.
 - GPU: not measured (no GPU lent). The paper preset's run (2 x 75,000 steps) and the paper grid (11 alphas x
   15 sizes, 5 epochs: ~108,000 model-steps + evaluations) remain GPU jobs; an H200 time is unmeasured.
 
@@ -98,7 +96,7 @@ import common
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-MODES = ["run", "landscape", "bench", "fetch"]
+MODES = ["run", "landscape", "fetch"]
 PRESETS = {  # what --preset sets, unless the flag is given (see the docstring for the why)
     "paper": {"hidden": 256, "seq_len": 500, "steps": 75_000, "sizes": "100,1000,10000,50000", "min_steps": 0},
     "cpu": {"hidden": 64, "seq_len": 200, "steps": 8000, "sizes": "100,300,1000,3000", "min_steps": 200},
@@ -164,9 +162,6 @@ def parse_args(argv=None):
                    help="landscape: at least this many steps per grid point (paper preset 0 = the authors' 5 epochs "
                         "only, 10 steps at N = 100; cpu preset 200: the smaller LSTM needs them to fit small N)")
     common.add_shard_arg(p, "landscape (a point = a row of the grid: one N, all alphas)")
-    # bench
-    p.add_argument("--bench-steps", type=int, default=60,
-                   help="bench: timed steps per loop (20 gave ratios off by 1.7x on this machine: too short)")
     args = p.parse_args(argv)
     _resolve_defaults(args)
     _check_args(args)
@@ -203,7 +198,7 @@ def _check_args(args):
     req(args.lr > 0, f"--lr must be positive, got {args.lr}.")
     req(args.size >= 4, f"--size must be at least 4 reviews (2 per class), got {args.size}.")
     req(0 < args.test_frac < 1, f"--test-frac must be in (0, 1), got {args.test_frac}.")
-    for name in ("vocab", "seq_len", "embed", "hidden", "layers", "batch_size", "eval_chunk", "epochs", "bench_steps"):
+    for name in ("vocab", "seq_len", "embed", "hidden", "layers", "batch_size", "eval_chunk", "epochs"):
         req(getattr(args, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}.")
     req(args.clip >= 0, f"--clip must be >= 0, got {args.clip}.")
     req(args.min_steps >= 0, f"--min-steps must be >= 0, got {args.min_steps}.")
@@ -662,111 +657,6 @@ def plot_landscape(args, out, sizes, alphas, z, done):
 
 
 # ----------------------------------------------------------------------------------------------
-# bench: a bare LSTM step vs this script's loop vs the authors' loop, same shapes, same process
-# ----------------------------------------------------------------------------------------------
-def bench_mode(args, out, data, device, dtype):
-    """Train steps/s of three loops on the run's data and model: (1) bare: nn.LSTM forward + backward +
-    AdamW on one fixed batch, nothing else (the floor); (2) ours: train() with one member, its batch
-    gather and clipping (timed as the difference of a k- and a 2k-step run, so its two evaluations and
-    set-up cancel); (3) the authors': DataLoader over a TensorDataset, the hidden state carried between
-    batches, .item() for loss and accuracy, and one test batch drawn and evaluated after every step.
-    Each loop is timed --bench-steps steps per round, two rounds; the faster round counts."""
-    from torch.utils.data import DataLoader, TensorDataset
-    (x_tr, y_tr), (x_te, y_te) = data
-    k, B = args.bench_steps, args.batch_size
-
-    def bare():
-        model = make_model(args, device, dtype)
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd, foreach=True)
-        x, y = x_tr[:B], y_tr[:B].to(dtype)
-
-        def step():
-            loss = F.binary_cross_entropy_with_logits(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        step()  # warm-up
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(k):
-            step()
-        _sync(device)
-        return time.perf_counter() - t0
-
-    def ours():
-        a = argparse.Namespace(**vars(args))
-        a.eval_points = 1
-        times = []
-        for n in (k, 2 * k):
-            t0 = time.perf_counter()
-            train(a, data, [{"alpha": args.alpha, "wd": args.wd}], n, constrain=False, desc="ours", device=device,
-                  dtype=dtype)
-            times.append(time.perf_counter() - t0)
-        return times[1] - times[0]
-
-    def authors():
-        model = make_model(args, device, dtype)
-        common.scale_by_alpha_(model.parameters(), args.alpha)
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
-        criterion = nn.BCELoss()
-        train_loader = DataLoader(TensorDataset(x_tr.cpu(), y_tr.cpu()), shuffle=True, batch_size=B)
-        valid_loader = DataLoader(TensorDataset(x_te.cpu(), y_te.cpu()), shuffle=True, batch_size=B)
-
-        def zeros(n):
-            return tuple(torch.zeros(args.layers, n, args.hidden, device=device, dtype=dtype) for _ in range(2))
-
-        def forward(x, h):  # their SentimentRNN.forward: read-out on every position, sigmoid, keep the last
-            out, h = model.lstm(model.embedding(x), h)
-            return torch.sigmoid(model.fc(out.reshape(-1, args.hidden))).view(len(x), -1)[:, -1], h
-
-        def steps(n):
-            h, done = zeros(B), 0
-            while True:
-                for inputs, labels in train_loader:
-                    inputs, labels = inputs.to(device), labels.to(device, dtype)
-                    if len(inputs) < B:
-                        h = zeros(len(inputs))
-                    h = tuple(each.data for each in h)
-                    model.zero_grad()
-                    output, h = forward(inputs, h)
-                    loss = criterion(output, labels)
-                    loss.backward()
-                    loss.item(), (torch.round(output) == labels).sum().item()
-                    nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-                    opt.step()
-                    with torch.no_grad():  # their per-step "validation": one random test batch
-                        vx, vy = next(iter(valid_loader))
-                        vout, _ = forward(vx.to(device), zeros(len(vx)))
-                        criterion(vout, vy.to(device, dtype)).item(), (torch.round(vout) == vy.to(device)).sum().item()
-                    done += 1
-                    if done == n:
-                        return
-        steps(1)  # warm-up
-        t0 = time.perf_counter()
-        steps(k)
-        return time.perf_counter() - t0
-
-    loops = {"bare_lstm_step": bare, "ours": ours, "authors": authors}
-    best = {name: min(f() for _ in range(2)) for name, f in loops.items()}
-    results = {name: {"steps_per_second": k / t} for name, t in best.items()}
-    for r in results.values():
-        r["vs_bare"] = r["steps_per_second"] / results["bare_lstm_step"]["steps_per_second"]
-        r["vs_authors"] = r["steps_per_second"] / results["authors"]["steps_per_second"]
-    summary = {"bench_steps": k, "hidden": args.hidden, "seq_len": args.seq_len, "batch_size": B,
-               "threads": torch.get_num_threads(), "device": str(device), "results": results}
-    common.write_json(out / "summary.json", summary)
-    print(f"{'loop':<16}{'steps/s':>9}{'vs bare':>9}{'vs authors':>12}")
-    for name, r in results.items():
-        print(f"{name:<16}{r['steps_per_second']:>9.2f}{r['vs_bare']:>9.2f}{r['vs_authors']:>12.2f}")
-    return summary
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ----------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
@@ -781,7 +671,7 @@ def main(argv=None):
     print(f"preset {args.preset}: hidden {args.hidden}, {args.seq_len} tokens"
           + (f", {args.steps} steps" if args.mode != "landscape" else "")
           + ("" if args.preset == "paper" else " (the paper's setting: --preset paper, a GPU job)"))
-    modes = {"run": run_mode, "landscape": landscape_mode, "bench": bench_mode}
+    modes = {"run": run_mode, "landscape": landscape_mode}
     summary = modes[args.mode](args, out, data, device, dtype)
     print(f"wrote {out}")
     return summary

@@ -17,7 +17,6 @@ Modes (all members of a sweep train at once, as one batched ensemble; grid modes
     python mnist_grok.py --mode n-sweep                # Fig. 3e: steps to generalize vs training-set size
     python mnist_grok.py --mode wd-sweep               # Fig. 10b: steps to generalize vs weight decay
     python mnist_grok.py --mode repr                   # Fig. 8: loss over (alpha, messiness m) at N = 60000
-    python mnist_grok.py --mode bench                  # the authors' DataLoader loop vs ours, steps/s
     python mnist_grok.py --mode landscape --shard 3/8 --out runs/land   # one of 8 jobs; then --merge draws
 
 Measured here (2026-11-29; 2 AMD EPYC (Zen 5) cores, otherwise idle; float32, seed 0, default threads =
@@ -26,16 +25,7 @@ both cores, which ran these steps 1.75x faster than one):
   5.3 min. Same numbers with 1 or 2 threads and on every rerun: train accuracy >= 80% at step 1,222,
   test accuracy >= 80% at step 3,606 (2.95x later, not the 5x hoped for; 8.7x at wd 0.095, see wd-sweep),
   final test accuracy 92.8%; the weight norm falls from 105 to 11 by step ~1.5e4 while test accuracy rises.
-- bench (--mode bench --bench-steps 1000: the authors' loop and ours in one process): 2 threads: ours
-  664 train steps/s in float32 (a whole 1e5-step run with its evaluations projected at 650 steps/s,
-  2.6 min) vs 123 (108 for a whole run, their 191 DataLoader evaluations included) for the authors'
-  float64 DataLoader loop: 6.0x; 1 thread: 392 vs 103 (91): 4.2x; ours in float64: 2.1-3.3x. The
-  issue's 10x assumed their loop at 33 steps/s; here it runs 91-123. Ours is GEMM-bound: a step is
-  ~176 MFLOP (784-200-200-10, batch 200, forward + backward), and MKL's sgemm of this shape runs at 106
-  GFLOP/s on one core, 202 on two (measured), so the GEMMs alone cap a step at ~600 / ~1,150 steps/s;
-  the profiler puts 75% of our step in GEMMs, the rest in the batch gather, Adam and small ops. 10x
-  their 123 steps/s (2 threads) would need 1,230 steps/s: above that cap, so not reachable on these
-  cores in float32. Under heavy load (8-11) the ratio was 12.6x: their DataLoader suffers more.
+  The authors' DataLoader loop vs this one: bench/authors_loops.py --experiment mnist (6.0x in float32).
 - landscape (default: 9 alphas x 8 sizes x 2000 steps): 2.1 min (17 min under load 8-11). At N = 200
   the reduced training error is 0 for alpha >= 0.56 while the test error is a U (0.18 for alpha 0.56-1.8,
   0.36 at 3.2, 0.80 at 5.6, 0.88 at 10): LU; at N = 8000 the U is flatter (0.03-0.05 for alpha 1-3.2).
@@ -100,7 +90,7 @@ import common
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-MODES = ["run", "landscape", "n-sweep", "wd-sweep", "repr", "bench", "fetch"]
+MODES = ["run", "landscape", "n-sweep", "wd-sweep", "repr", "fetch"]
 # The authors' landscape sizes: 22 log-spaced in [10, 1e4], 5 more up to 1e5 (cut at 60000), and 60000.
 PAPER_SIZES = ([int(s) for s in 10 ** np.linspace(1, 4, 22)]
                + [int(s) for s in 10 ** np.linspace(4, 5, 8)[1:6]] + [60000])
@@ -168,9 +158,6 @@ def parse_args(argv=None):
                    help="repr: R_linear = linspace(-0.5, 0.5, 10)[label] (authors' code) or = label (paper text)")
     p.add_argument("--path-alphas", default="1,3",
                    help="repr: alphas of A and B on the path A (m=1) -> B (m=1) -> C (m=0, B's alpha)")
-    # bench
-    p.add_argument("--bench-steps", type=int, default=300,
-                   help="bench: timed training steps per loop (the authors' loop gets a fifth of them)")
     args = p.parse_args(argv)
     _resolve_defaults(args)
     _check_args(args)
@@ -214,7 +201,6 @@ def _check_args(args):
     req(args.n_train > 0, f"--n-train must be positive, got {args.n_train}.")
     req(args.width > 0, f"--width must be positive, got {args.width}.")
     req(args.eval_size >= 0, f"--eval-size must be >= 0, got {args.eval_size}.")
-    req(args.bench_steps >= 5, f"--bench-steps must be at least 5, got {args.bench_steps}.")
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     args.wd_list = common.parse_floats(args.wds, "--wds")
     args.m_list = common.parse_floats(args.ms, "--ms")
@@ -434,8 +420,46 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
     wd = torch.tensor([m["wd"] for m in members], dtype=dtype, device=device)
     # alpha multiplies every parameter of member e (the authors: p.data = alpha * p.data)
     w_target = common.scale_by_alpha_batched_(params, [m["alpha"] for m in members])
-    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True)  # fused: one kernel per step
+    # fused: one kernel per step; capturable (CUDA): its step count stays on the device, as a CUDA graph needs
+    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True, capturable=device.type == "cuda")
     scale = 10.0 if args.loss == "mse" else 1.0  # nn.MSELoss averages over the 10 outputs too
+
+    def next_indices():  # the next batch, as indices for gather()
+        if shared:
+            return batches[ns[0]].next()
+        bs = {n: idx[n][batches[n].next()] for n in ns}  # one batch per member, from its own training set
+        return torch.stack([bs[mem["n_train"]] for mem in members])
+
+    def gather(i):
+        if shared:  # index_select: a plain row gather, cheaper than advanced indexing
+            return x_sub[ns[0]].index_select(0, i), y_sub[ns[0]].index_select(0, i)
+        return x_all[i], y_all[i]
+
+    def train_step(x, y):
+        loss = per_image_loss(forward(params, x), y, args.loss).mean(1) / scale
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
+        if not constrain:
+            common.decay_weights_(params, args.lr, wd)  # AdamW's decoupled decay, per member
+        opt.step()
+        if constrain:
+            common.project_to_norm_batched_(params, w_target)
+
+    if device.type == "cuda":
+        # One CUDA graph replay per step (common.graph_step). A graph replays fixed addresses, so every
+        # step's batch indices are drawn up front, from the same stream as on CPU (same batches), and laid
+        # out on the device (steps x batch int64, 160 MB for the main job); step k reads row k.
+        order = torch.stack([next_indices() for _ in range(steps)])
+        k = torch.zeros(1, dtype=torch.long, device=device)
+
+        def device_step():
+            i = order.index_select(0, k)[0]
+            k.add_(1)
+            train_step(*gather(i))
+        run_step = common.graph_step(device_step, device)
+    else:
+        def run_step():
+            train_step(*gather(next_indices()))
 
     eval_at = set(common.log_steps(steps, args.eval_points))
     keys = ("train_loss", "test_loss", "train_acc", "test_acc", "w")
@@ -470,21 +494,7 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
                 break
         if step == steps:
             break
-        if shared:  # index_select: a plain row gather, cheaper than advanced indexing
-            b = batches[ns[0]].next()
-            x, y = x_sub[ns[0]].index_select(0, b), y_sub[ns[0]].index_select(0, b)
-        else:  # one batch per member, from its own training set
-            bs = {n: idx[n][batches[n].next()] for n in ns}
-            sel = torch.stack([bs[mem["n_train"]] for mem in members])
-            x, y = x_all[sel], y_all[sel]
-        loss = per_image_loss(forward(params, x), y, args.loss).mean(1) / scale
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
-        if not constrain:
-            common.decay_weights_(params, args.lr, wd)  # AdamW's decoupled decay, per member
-        opt.step()
-        if constrain:
-            common.project_to_norm_batched_(params, w_target)
+        run_step()
         if step % 200 == 0:
             bar.update(step - last)
             last = step
@@ -866,109 +876,6 @@ def repr_mode(args, out, data, device, dtype):
 
 
 # ----------------------------------------------------------------------------------------------
-# bench: the authors' loop vs ours, same machine, same process
-# ----------------------------------------------------------------------------------------------
-def bench_mode(args, out, data, device, dtype):
-    """Time the authors' loop (torchvision MNIST + ToTensor, Subset, DataLoader(shuffle), nn.Sequential,
-    AdamW, float64 as their notebook, a tqdm update per step, their DataLoader evaluation) and ours, in
-    one process. Both: steps/s of training over --bench-steps steps, and the time of one evaluation
-    (train 1000 + test 10000); projected 1e5-step runtimes with each loop's evaluation schedule."""
-    import itertools
-    from torchvision.datasets import MNIST
-    from torchvision.transforms import ToTensor
-    from tqdm import tqdm
-    nn = torch.nn
-    n_steps_full = 100_000
-    results = {}
-
-    # --- the authors' loop (mnist/grokking notebook), float64 as they ran it -------------------
-    def authors(dt):
-        torch.manual_seed(args.seed)
-        train = MNIST(args.data_dir, train=True, transform=ToTensor(), download=False)
-        test = MNIST(args.data_dir, train=False, transform=ToTensor(), download=False)
-        train = torch.utils.data.Subset(train, range(args.n_train))
-        loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True)
-        mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, args.width), nn.ReLU(), nn.Linear(args.width, args.width),
-                            nn.ReLU(), nn.Linear(args.width, 10)).to(device, dt)
-        with torch.no_grad():
-            for p in mlp.parameters():
-                p.data = args.alpha * p.data
-        opt = torch.optim.AdamW(mlp.parameters(), lr=args.lr, weight_decay=args.wd)
-        one_hots = torch.eye(10, 10, dtype=dt, device=device)
-
-        def their_eval(ds):  # compute_loss + compute_accuracy: two DataLoader passes, batch 50
-            with torch.no_grad():
-                for _ in range(2):
-                    for x, lab in torch.utils.data.DataLoader(ds, batch_size=50, shuffle=True):
-                        y = mlp(x.to(device, dt))
-                        ((y - one_hots[lab]) ** 2).sum().item()
-
-        def cycle(it):
-            while True:
-                yield from it
-        n = max(5, args.bench_steps // 5)
-        batches = itertools.islice(cycle(loader), n + 5)
-        with tqdm(total=n + 5, desc=f"authors' loop ({dt})", leave=False) as pbar:
-            for i, (x, lab) in enumerate(batches):
-                if i == 5:
-                    t0 = time.perf_counter()  # after warm-up
-                opt.zero_grad()
-                loss = ((mlp(x.to(device, dt)) - one_hots[lab]) ** 2).mean()
-                loss.backward()
-                opt.step()
-                pbar.update(1)
-        rate = n / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        their_eval(train)
-        their_eval(test)
-        t_eval = time.perf_counter() - t0
-        log_freq = math.ceil(n_steps_full / 150)
-        n_evals = sum(1 for s in range(n_steps_full) if s < 30 or (s < 150 and s % 10 == 0) or s % log_freq == 0)
-        return {"train_steps_per_second": rate, "eval_seconds": t_eval, "n_evals": n_evals,
-                "projected_run_seconds": n_steps_full / rate + n_evals * t_eval}
-
-    # --- ours: train_ensemble's loop, timed on a short run --------------------------------------
-    def ours(dt):
-        a = argparse.Namespace(**vars(args))
-        a.eval_points = 1  # evaluate at step 0 and the last step only; evaluation is timed apart
-        (x_all, y_all), (x_te, y_te) = data
-        d = ((x_all.to(dt), y_all), (x_te.to(dt), y_te))
-        members = [{"alpha": args.alpha, "wd": args.wd, "n_train": args.n_train}]
-        train_ensemble(a, d, members, 20, constrain=False, desc="warm-up", device=device, dtype=dt)
-        t0 = time.perf_counter()
-        train_ensemble(a, d, members, args.bench_steps, constrain=False, desc=f"our loop ({dt})",
-                       device=device, dtype=dt)
-        t_loop = time.perf_counter() - t0
-        params = [t[None] for t in mlp_params(args.seed, args.width, dt, device)]
-        sel = subset(len(x_all), args.n_train, args.seed)
-        t0 = time.perf_counter()
-        evaluate(params, d[0][0][sel], y_all[sel], args.loss)
-        evaluate(params, d[1][0], y_te, args.loss)
-        t_eval = time.perf_counter() - t0
-        rate = args.bench_steps / max(t_loop - 2 * t_eval, 1e-9)  # the run's two evaluations taken out
-        n_evals = len(common.log_steps(n_steps_full, 150))
-        return {"train_steps_per_second": rate, "eval_seconds": t_eval, "n_evals": n_evals,
-                "projected_run_seconds": n_steps_full / rate + n_evals * t_eval}
-
-    results["authors_float64"] = authors(torch.float64)
-    results["ours_float64"] = ours(torch.float64)
-    results["ours_" + args.dtype] = ours(dtype)
-    base = results["authors_float64"]
-    for k, r in results.items():
-        r["speedup_train_steps"] = r["train_steps_per_second"] / base["train_steps_per_second"]
-        r["speedup_full_run"] = base["projected_run_seconds"] / r["projected_run_seconds"]
-        r["full_run_steps_per_second"] = n_steps_full / r["projected_run_seconds"]
-    summary = {"threads": torch.get_num_threads(), "bench_steps": args.bench_steps, "results": results}
-    common.write_json(out / "summary.json", summary)
-    print(f"{'loop':<18}{'train steps/s':>14}{'eval s':>9}{'1e5-step run':>14}{'steps/s':>9}{'speedup':>9}")
-    for k, r in results.items():
-        print(f"{k:<18}{r['train_steps_per_second']:>14.1f}{r['eval_seconds']:>9.2f}"
-              f"{r['projected_run_seconds'] / 60:>12.1f} m{r['full_run_steps_per_second']:>9.1f}"
-              f"{r['speedup_full_run']:>8.1f}x")
-    return summary
-
-
-# ----------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
@@ -984,7 +891,7 @@ def main(argv=None):
     common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
     modes = {"run": run_mode, "landscape": landscape_mode, "n-sweep": n_sweep_mode, "wd-sweep": wd_sweep_mode,
-             "repr": repr_mode, "bench": bench_mode}
+             "repr": repr_mode}
     summary = modes[args.mode](args, out, data, device, dtype)
     print(f"wrote {out}")
     return summary

@@ -22,12 +22,11 @@ Modes (sweeps train all their models at once, as one batched ensemble):
     python modadd_transformer.py --mode wd-sweep          # Fig. 10a: steps to generalize vs wd, per seed
     python modadd_transformer.py --mode wd-sweep --shard 3/8 --out runs/wd   # job 3 of an 8-job array
     python modadd_transformer.py --mode wd-sweep --merge --out runs/wd      # then: figure from the saved points
-    python modadd_transformer.py --mode bench             # steps/s: this loop vs the authors' loop
     python modadd_transformer.py --p 23 --steps 300       # a tiny instance, seconds
 
 Runtimes on 2 idle CPU cores (AMD EPYC Zen 5, both threads, float32, 2026-11-29): default run 7.9 min
-(1.5e4 steps, 31.8 steps/s; 1 thread ~1.6x slower); constrained 3000 steps 1.7 min; bench 56 s:
-26.8 vs 3.0 steps/s, 8.9x the authors' loop in float32 (4.5x in float64; 11x for the fixed-norm loop).
+(1.5e4 steps, 31.8 steps/s; 1 thread ~1.6x slower); constrained 3000 steps 1.7 min. The authors' loop vs
+this one (bench/authors_loops.py --experiment modadd): 8.9x in float32, 11x for the fixed-norm loop.
 Full size, one seed, one decade of wd (`--mode wd-sweep --wds 0.3,0.55,1,1.73,3 --seeds 0 --sweep-steps
 60000`): 43 min (74k member-steps at 28.5/s). Steps to 99% test accuracy 38,525 / 17,100 / 10,980 / 4,873
 / 2,700 for wd 0.3 / 0.55 / 1 / 1.73 / 3, to 99% train 131-176: fitted log-log slope -1.14 (test),
@@ -58,7 +57,7 @@ import common
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-MODES = ["run", "landscape", "wd-sweep", "bench"]
+MODES = ["run", "landscape", "wd-sweep"]
 
 
 def parse_args(argv=None):
@@ -92,10 +91,6 @@ def parse_args(argv=None):
                         "test-accuracy threshold leave the ensemble, the run ends when all have")
     common.add_shard_arg(p, "landscape (a point = one training fraction, all alphas) and wd-sweep "
                             "(a point = one (wd, seed) run)")
-    p.add_argument("--bench-steps", type=int, default=20,
-                   help="bench mode: steps per variant per round (the authors' loop: ~0.3-1 steps/s on CPU)")
-    p.add_argument("--bench-rounds", type=int, default=3,
-                   help="bench mode: rounds; the variants take turns so a changing load hits all alike")
     args = p.parse_args(argv)
 
     common.check_standard_args(args)
@@ -110,8 +105,6 @@ def parse_args(argv=None):
     common.require(args.alpha > 0, f"--alpha must be positive, got {args.alpha}.")
     common.require(args.landscape_steps > 0, f"--landscape-steps must be positive, got {args.landscape_steps}.")
     common.require(args.sweep_steps > 0, f"--sweep-steps must be positive, got {args.sweep_steps}.")
-    common.require(args.bench_steps > 0, f"--bench-steps must be positive, got {args.bench_steps}.")
-    common.require(args.bench_rounds > 0, f"--bench-rounds must be positive, got {args.bench_rounds}.")
     args.shard_pair = common.parse_shard(args.shard)
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     args.frac_list = common.parse_floats(args.fracs, "--fracs")
@@ -182,7 +175,7 @@ def stack_members(members):
 
 def forward_full(P, tokens):
     """The plain model, every position (the notebook's code with an ensemble dim): [E, B, 3, p + 1].
-    Reference for `forward` and the model of the authors' loop in bench mode."""
+    Reference for `forward` and the model of the authors' loop in bench/authors_loops.py."""
     E, n_heads, d_head, _ = P["W_K"].shape
     n_ctx = tokens.shape[1]
     x = torch.einsum("edbp->ebpd", P["W_E"][:, :, tokens]) + P["W_pos"][:, None, :n_ctx]
@@ -258,13 +251,26 @@ def train_ensemble(args, data, seeds, alphas, wds, steps, *, constrain, desc, de
     sum of the members' times, not E x the longest; the run ends when every member has left.
     on_eval(ms): called after each evaluation (run mode saves metrics.json: a killed run keeps its curves)."""
     (x_tr, y_tr), (x_te, y_te) = data
+    device = torch.device(device)  # a name ("cpu") works too
     E = len(seeds)
     members = [init_params(s, args.p, args.d_model, args.n_heads, args.d_mlp, dtype, device) for s in seeds]
     P = stack_members(members)
     params = list(P.values())
     w_target = common.scale_by_alpha_batched_(params, alphas)  # every parameter (the paper, the authors' code)
     wd_t = torch.tensor(wds, dtype=dtype, device=device)
-    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    # capturable (CUDA): the step count stays on the device, as a CUDA graph needs
+    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0, capturable=device.type == "cuda")
+
+    def train_step():  # full batch: on CUDA one graph replay (common.graph_step), on CPU as written
+        loss, _ = loss_and_acc(P, x_tr, y_tr)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
+        if not constrain:
+            common.decay_weights_(params, args.lr, wd_t)  # + Adam(weight_decay=0) = AdamW, per member
+        opt.step()
+        if constrain:
+            common.project_to_norm_batched_(params, w_target)  # fused, no host sync
+    run_step = common.graph_step(train_step, device)
 
     eval_at = set(common.log_steps(steps, args.eval_points))
     ms = [{k: [] for k in ("steps", "train_loss", "test_loss", "train_acc", "test_acc", "w")} for _ in range(E)]
@@ -299,16 +305,10 @@ def train_ensemble(args, data, seeds, alphas, wds, steps, *, constrain, desc, de
                     P, opt = _keep_rows(P, opt, keep)
                     params = list(P.values())
                     w_target, wd_t = w_target[keep], wd_t[keep]
+                    run_step = common.graph_step(train_step, device)  # a graph holds the old tensors: capture anew
         if step == steps:
             break
-        loss, _ = loss_and_acc(P, x_tr, y_tr)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
-        if not constrain:
-            common.decay_weights_(params, args.lr, wd_t)  # + Adam(weight_decay=0) = AdamW, per member
-        opt.step()
-        if constrain:
-            common.project_to_norm_batched_(params, w_target)  # fused, no host sync
+        run_step()
         bar.update()
     bar.close()
     return ms, None
@@ -319,7 +319,7 @@ def _keep_rows(P, opt, keep):
     (Adam is element-wise, so the kept members continue exactly as before)."""
     idx = torch.tensor(keep, device=next(iter(P.values())).device)
     new_P = {k: v.detach()[idx].clone().requires_grad_() for k, v in P.items()}
-    new_opt = torch.optim.Adam(list(new_P.values()), **{k: opt.defaults[k] for k in ("lr", "betas", "eps")})
+    new_opt = torch.optim.Adam(list(new_P.values()), **{k: opt.defaults[k] for k in ("lr", "betas", "eps", "capturable")})
     for old, new in zip(P.values(), new_P.values()):
         state = opt.state.get(old)
         if state:
@@ -542,113 +542,12 @@ def wd_sweep_mode(args, out, device, dtype):
 
 
 # ----------------------------------------------------------------------------------------------
-# bench: this script's training loop vs a faithful re-implementation of the authors' loop
-# ----------------------------------------------------------------------------------------------
-def authors_loop(args, n_steps, *, constrain, device, first_step=0):
-    """The notebook's loop: float64, full-sequence forward, the full batch re-collated through a
-    DataLoader over a random_split Subset every step, AdamW, evaluation every 30 steps (10 when
-    constrained) with per-parameter .item() norms, and (constrained) a per-parameter .item() norm and
-    rescale after every step. Steps are numbered from first_step (for the logging schedule).
-    Returns the seconds taken by the n_steps steps."""
-    dtype = torch.float64
-    p = args.p
-    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
-    a, b = a.flatten(), b.flatten()
-    prompts = torch.stack([a, b, torch.full_like(a, p)], dim=1).to(device)
-    data = torch.utils.data.TensorDataset(prompts, ((a + b) % p).to(device))
-    n_train = int(args.train_frac * len(data))
-    train, test = torch.utils.data.random_split(data, [n_train, len(data) - n_train],
-                                                generator=torch.Generator().manual_seed(args.data_seed))
-    P = stack_members([init_params(args.seed, p, args.d_model, args.n_heads, args.d_mlp, dtype, device)])
-    params = list(P.values())
-
-    def full_batch(ds):
-        return next(iter(torch.utils.data.DataLoader(ds, batch_size=len(ds), shuffle=False)))
-
-    def full_loss(ds):
-        x, y = full_batch(ds)
-        return F.cross_entropy(forward_full(P, x)[0, :, -1], y)
-
-    def full_accuracy(ds):
-        x, y = full_batch(ds)
-        return (forward_full(P, x)[0, :, -1].argmax(1) == y).sum().item() / len(y)
-
-    if constrain:
-        with torch.no_grad():
-            for t in params:
-                t.mul_(args.alpha)
-        norm = np.sqrt(sum(t.pow(2).sum().item() for t in params))
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if constrain else args.wd, betas=(0.9, 0.98))
-    log_every = 10 if constrain else 30
-    t0 = time.perf_counter()
-    for epoch in range(first_step, first_step + n_steps):
-        train_loss = full_loss(train)
-        if epoch % log_every == 0:
-            with torch.no_grad():
-                full_loss(test).item(), train_loss.item(), full_accuracy(train), full_accuracy(test)
-                np.sqrt(sum(t.pow(2).sum().item() for t in params))
-        train_loss.backward()
-        opt.step()
-        if constrain:
-            with torch.no_grad():
-                new_norm = np.sqrt(sum(t.pow(2).sum().item() for t in params))
-                for t in params:
-                    t.mul_(norm / new_norm)
-        opt.zero_grad()
-    return time.perf_counter() - t0
-
-
-def bench_mode(args, out, device, dtype):
-    """Steps/s of the default run's loop vs the authors' loop: same machine, process and threads.
-    The variants take turns, --bench-rounds rounds of --bench-steps steps each, so a change in the load
-    of a shared machine hits all of them alike. Ours evaluates at steps 0, 1 and n of each round (far
-    denser than a real run's ~1.5%, so its speed is understated); the authors' every 30 (10) steps."""
-    n = args.bench_steps
-    data = make_data(args.p, args.train_frac, args.data_seed, device)
-    args.eval_points = 1  # log_steps(n, 1) = [0, 1, n]
-
-    def ours(constrain, dt, first_step):
-        t0 = time.perf_counter()
-        _, err = train_ensemble(args, data, [args.seed], [args.alpha if constrain else 1.0], [args.wd], n,
-                                constrain=constrain, desc="ours", device=device, dtype=dt)
-        if err:
-            raise err
-        return time.perf_counter() - t0
-
-    variants = {
-        "ours_float32": lambda s: ours(False, torch.float32, s),
-        "authors_loop": lambda s: authors_loop(args, n, constrain=False, device=device, first_step=s),
-        "ours_float64": lambda s: ours(False, torch.float64, s),
-        "ours_constrained_float32": lambda s: ours(True, torch.float32, s),
-        "authors_loop_constrained": lambda s: authors_loop(args, n, constrain=True, device=device, first_step=s),
-    }
-    ours(False, torch.float32, 0)  # warm-up, untimed (first-call costs: imports, allocator, thread pool)
-    seconds = {k: 0.0 for k in variants}
-    for r in range(args.bench_rounds):
-        for k, fn in variants.items():
-            seconds[k] += fn(r * n)
-    rows = {k: args.bench_rounds * n / t for k, t in seconds.items()}
-    summary = {"steps_per_second": rows, "bench_steps": n, "bench_rounds": args.bench_rounds,
-               "threads": torch.get_num_threads(),
-               "speedup": rows["ours_float32"] / rows["authors_loop"],
-               "speedup_float64": rows["ours_float64"] / rows["authors_loop"],
-               "speedup_constrained": rows["ours_constrained_float32"] / rows["authors_loop_constrained"],
-               "p": args.p, "d_model": args.d_model, "d_mlp": args.d_mlp, "n_heads": args.n_heads}
-    common.write_json(out / "summary.json", summary)
-    for k, v in rows.items():
-        print(f"{k:>26}: {v:8.2f} steps/s")
-    print(f"speedup vs the authors' loop: {summary['speedup']:.1f}x (float64: {summary['speedup_float64']:.1f}x, "
-          f"constrained: {summary['speedup_constrained']:.1f}x), {summary['threads']} threads")
-    return summary
-
-
-# ----------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
     common.check_grid_args(args, grid_settings(args))  # before anything is written
     out = common.make_run_dir(__file__, args, device)
-    mode = {"run": run_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode, "bench": bench_mode}[args.mode]
+    mode = {"run": run_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)
     print(f"wrote {out}")
     return summary

@@ -13,7 +13,6 @@ alpha (U), at small N.
     python qm9_grok.py --alpha 1                        # the control, Fig. 5d bottom
     python qm9_grok.py --mode landscape                 # Fig. 5a-c on a grid sized for 2 CPU cores
     python qm9_grok.py --mode landscape --paper-grid --shard 0/8   # the paper's 22 x 21 grid, one shard
-    python qm9_grok.py --mode bench                     # the authors' DataLoader loop vs ours, steps/s
 
 Measured here (2026-12-03; 2 AMD EPYC cores shared with other engineers' jobs, load average given;
 float32, seed 0, --threads 1 as the machine was shared):
@@ -35,13 +34,8 @@ float32, seed 0, --threads 1 as the machine was shared):
   that the alpha 3 run crosses. At N = 3000 train and test agree (both U-shaped, minimum ~1.3 at alpha
   1.8, ~50 at 3.2): no mismatch, no grokking. Above alpha ~3 the fixed-norm runs do not fit even the
   training set in ~2000 steps (MSE 1e3-1e8), as in the authors' Fig. 5c slices.
-- bench (--mode bench --bench-steps 1000 --threads 1, size 100): ours 122-267 training steps/s vs the
-  authors' loop 44-68 in the same process: 2.7x (load 2.3-2.6), 3.9x (2.7-2.8), 4.4x (2.8-3.6) - short of
-  the issue's 5x. What is left of our step is PyG's NNConv (message passing over ~300-600 edges, two
-  batched per-edge matrix products and their backward), autograd and Adam: per-op overhead on tensors of
-  a few hundred rows; theirs adds a DataLoader collation of 32 graphs and a test batch (iterator, shuffle,
-  collation, forward) per step. With 2 threads on the busy machine both loops ran 5-7x slower (OpenMP
-  threads fighting for the cores; see common.py's --threads), so measure with --threads 1 when shared.
+- speed (bench/authors_loops.py --experiment qm9 --steps 1000 --threads 1, size 100): this loop
+  2.7-4.4x the authors' DataLoader loop in the same process (122-267 vs 44-68 steps/s, shared machine).
 
 Data. The default source is the PyPI package qm9pack==1.0.3 (all 130,831 QM9 molecules as CSV, Index =
 GDB index, SMILES, Polarizability_bohr3 = PyG QM9 target 1, same unit), found with importlib.metadata
@@ -113,7 +107,7 @@ import common
 # ----------------------------------------------------------------------------------------------
 # arguments
 # ----------------------------------------------------------------------------------------------
-MODES = ["run", "landscape", "bench"]
+MODES = ["run", "landscape"]
 PAPER_SIZES = [int(s) for s in 10 ** np.linspace(1, 4, 22)]  # the authors' landscape grid
 PAPER_ALPHAS = 10 ** np.linspace(-1, 1, 21)
 DEFAULT_SIZES = [20, 50, 100, 300, 1000, 3000]  # the paper's slices (100, 3000) and four more
@@ -170,8 +164,6 @@ def parse_args(argv=None):
     p.add_argument("--slice-sizes", default="100,3000",
                    help="landscape: the two data sizes of the LU slices (paper Fig. 5c: 100 and 3000; nearest on the grid)")
     common.add_shard_arg(p, "landscape (a point = one data size, all alphas)")
-    p.add_argument("--bench-steps", type=int, default=300,
-                   help="bench: timed training steps per loop")
     args = p.parse_args(argv)
     _resolve_defaults(args)
     _check_args(args)
@@ -198,7 +190,6 @@ def _check_args(args):
     req(args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}.")
     req(args.loss_threshold > 0, f"--loss-threshold must be positive, got {args.loss_threshold}.")
     req(args.target in TARGETS, f"--target {args.target!r} is not one of {', '.join(TARGETS)}.")
-    req(args.bench_steps >= 5, f"--bench-steps must be at least 5, got {args.bench_steps}.")
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     req(args.alpha_list and min(args.alpha_list) > 0, f"--alphas must be positive numbers, got {args.alphas!r}.")
     try:
@@ -671,91 +662,6 @@ def landscape_mode(args, out, batch, device, dtype):
 
 
 # ----------------------------------------------------------------------------------------------
-# bench: the authors' loop vs ours, same machine, same process
-# ----------------------------------------------------------------------------------------------
-def bench_mode(args, out, batch, device, dtype):
-    """Time the authors' loop (PyG DataLoader(shuffle) over the train split, their ExampleNet, AdamW, two
-    .item() per step, one freshly sampled test batch per step through next(iter(testloader))) and ours
-    (train_ensemble), in one process, on the same molecules. Reports training steps/s, the time of one of
-    our evaluations, and the projected time of a whole default run (1e5 steps for size 100)."""
-    from torch_geometric.loader import DataLoader
-    tr, te = split(args.size, args.seed)
-    data = batch.index_select(torch.arange(args.size))
-    n_full = args.steps or default_steps(args.size, args.batch_size, 100 * 50000)
-    results = {}
-
-    def authors():
-        torch.manual_seed(args.seed)
-        trainloader = DataLoader([data[i] for i in tr], batch_size=args.batch_size, shuffle=True)
-        testloader = DataLoader([data[i] for i in te], batch_size=args.batch_size, shuffle=True)
-        net = Net(onehot_edges=False).to(device, dtype)
-        with torch.no_grad():
-            for p in net.parameters():
-                p.data = args.alpha * p.data
-        opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.wd)
-
-        def epochs():
-            while True:
-                yield from trainloader
-        done, t0, warm = 0, None, 5
-        for b in epochs():
-            if done == warm:
-                t0 = time.perf_counter()
-            if done == warm + args.bench_steps:
-                break
-            net.train()
-            b = b.to(device)
-            opt.zero_grad()
-            loss = F.mse_loss(net(b.x.to(dtype), b.edge_index, b.edge_attr.to(dtype), b.batch, b.num_graphs),
-                              b.y.to(dtype))
-            loss.backward()
-            loss.item()
-            opt.step()
-            _ = loss.item() / b.num_graphs
-            net.eval()
-            tb = next(iter(testloader)).to(device)
-            loss = F.mse_loss(net(tb.x.to(dtype), tb.edge_index, tb.edge_attr.to(dtype), tb.batch, tb.num_graphs),
-                              tb.y.to(dtype))
-            _ = loss.item() / tb.num_graphs
-            done += 1
-        rate = args.bench_steps / (time.perf_counter() - t0)
-        return {"train_steps_per_second": rate, "projected_run_seconds": n_full / rate}
-
-    def ours():
-        train, test = Graphs(batch, tr, device, dtype), Graphs(batch, te, device, dtype)
-        a = argparse.Namespace(**vars(args))
-        a.eval_points = 1  # evaluate at step 0 and the last step only; evaluation is timed apart
-        kw = dict(wd=args.wd, constrain=False, device=device, dtype=dtype)
-        train_ensemble(a, train, test, [args.alpha], 20, desc="warm-up", **kw)
-        t0 = time.perf_counter()
-        train_ensemble(a, train, test, [args.alpha], args.bench_steps, desc="our loop", **kw)
-        t_loop = time.perf_counter() - t0
-        _, _, forward = ensemble(make_net(args.seed, dtype, device), 1)
-        t0 = time.perf_counter()
-        evaluate(forward, train, 1)
-        evaluate(forward, test, 1)
-        t_eval = time.perf_counter() - t0
-        rate = args.bench_steps / max(t_loop - 2 * t_eval, 1e-9)  # the run's two evaluations taken out
-        n_evals = len(common.log_steps(n_full, 150))
-        return {"train_steps_per_second": rate, "eval_seconds": t_eval, "n_evals": n_evals,
-                "projected_run_seconds": n_full / rate + n_evals * t_eval}
-
-    results["authors"] = authors()
-    results["ours"] = ours()
-    base = results["authors"]
-    for r in results.values():
-        r["speedup_train_steps"] = r["train_steps_per_second"] / base["train_steps_per_second"]
-        r["speedup_full_run"] = base["projected_run_seconds"] / r["projected_run_seconds"]
-    summary = {"threads": torch.get_num_threads(), "bench_steps": args.bench_steps, "size": args.size,
-               "full_run_steps": n_full, "results": results}
-    common.write_json(out / "summary.json", summary)
-    for k, r in results.items():
-        print(f"{k:<8} {r['train_steps_per_second']:8.1f} train steps/s  whole run {r['projected_run_seconds'] / 60:6.1f} min"
-              f"  speedup {r['speedup_full_run']:.1f}x")
-    return summary
-
-
-# ----------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
@@ -763,7 +669,7 @@ def main(argv=None):
     common.check_grid_args(args, grid_settings(args))  # before anything is written
     batch = load_qm9(args, size)  # every input check (data present, target, size) happens before out is made
     out = common.make_run_dir(__file__, args, device)
-    summary = {"run": run_mode, "landscape": landscape_mode, "bench": bench_mode}[args.mode](args, out, batch, device, dtype)
+    summary = {"run": run_mode, "landscape": landscape_mode}[args.mode](args, out, batch, device, dtype)
     print(f"wrote {out}")
     return summary
 

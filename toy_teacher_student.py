@@ -118,11 +118,23 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
     params = [torch.stack(ts).requires_grad_() for ts in zip(*members)]
     w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every parameter of member e
     wd_t = torch.tensor(wds, dtype=dtype, device=device)
-    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True)  # fused: one kernel for all tensors
+    # fused: one kernel for all tensors; capturable (CUDA): its step count stays on the device, as a CUDA graph needs
+    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True, capturable=device.type == "cuda")
 
     def losses_and_acc(x, y):
         err = (forward(params, x) - y).pow(2).mean(-1)  # [E, N]: mean squared error per sample
         return err.mean(1), (err < args.theta).to(dtype).mean(1)
+
+    def train_step():  # full batch: on CUDA one graph replay (common.graph_step), on CPU as written
+        loss, _ = losses_and_acc(x_tr, y_tr)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
+        if not constrain:
+            common.decay_weights_(params, args.lr, wd_t)
+        opt.step()
+        if constrain:
+            common.project_to_norm_batched_(params, w_target)
+    run_step = common.graph_step(train_step, device)
 
     eval_at = set(common.log_steps(steps, args.eval_points))
     m = {k: [] for k in ("train_loss", "test_loss", "train_acc", "test_acc", "w")}
@@ -145,14 +157,7 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
             bar.set_postfix_str(common.postfix(*row))
         if step == steps:
             break
-        loss, _ = losses_and_acc(x_tr, y_tr)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
-        if not constrain:
-            common.decay_weights_(params, args.lr, wd_t)
-        opt.step()
-        if constrain:
-            common.project_to_norm_batched_(params, w_target)
+        run_step()
         bar.update()
     bar.close()
     return evaluated, common.split_members(m, E), None

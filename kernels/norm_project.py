@@ -230,14 +230,19 @@ class _Table:
                     numel.append(min(chunk, n - off))
                     seg.append(e)
             seg_start.append(len(addr))
-        self.n_chunks, self.n_segments, self.block, self.batched = len(addr), E, block, batched
+        self.n_chunks, self.n_segments, self.batched = len(addr), E, batched
         self.aligned = all(a % 16 == 0 for a in addr)
         # One host->device copy, once per parameter list; the kernels only ever read these.
         table = torch.tensor(addr + numel + seg + seg_start, dtype=torch.int64).to(t0.device)
         C = self.n_chunks
         self.addr, self.numel, self.seg, self.seg_start = table[:C], table[C:2 * C], table[2 * C:3 * C], table[3 * C:]
         self.device, self.acc = t0.device, _acc_dtype(t0)
-        self.tl_dtype, self.tl_acc = _TL_DTYPES[t0.dtype], _TL_DTYPES[self.acc]
+        # What every call needs, made once: at the paper's model sizes a projection costs its host-side
+        # work, not its memory traffic (kernels/README.md). The partials are launch 1's scratch, read
+        # only by launch 2 of the same call on the same stream, so one buffer serves every call.
+        self.partials = torch.empty(C, dtype=self.acc, device=t0.device)
+        self.meta = dict(DTYPE=_TL_DTYPES[t0.dtype], ACC=_TL_DTYPES[self.acc], BLOCK=block, ALIGNED=self.aligned,
+                         num_warps=NUM_WARPS)
 
 
 def unsupported_reason(tensors, batched=False):
@@ -308,15 +313,12 @@ def launch(tab, target=None):
     """The two launches for the list behind `tab`: its [S] segment norms, and with a target the in-place
     rescale to it; returns the norms (before the rescale)."""
     rescale = target is not None
-    partials = torch.empty(tab.n_chunks, dtype=tab.acc, device=tab.device)
-    norms = torch.empty(tab.n_segments, dtype=tab.acc, device=tab.device)
+    norms = torch.empty(tab.n_segments, dtype=tab.acc, device=tab.device)  # returned: a fresh tensor per call
     # Launch 1: per-chunk sums of squares over every tensor of the list.
-    _sumsq_kernel[(tab.n_chunks,)](tab.addr, tab.numel, partials, DTYPE=tab.tl_dtype, ACC=tab.tl_acc,
-                                   BLOCK=tab.block, ALIGNED=tab.aligned, num_warps=NUM_WARPS)
+    _sumsq_kernel[(tab.n_chunks,)](tab.addr, tab.numel, tab.partials, **tab.meta)
     # Launch 2: the segment norms (fixed-order sums of the partials), and the in-place rescale.
     target_ptr, stride, value, target_is_ptr = _target_args(target, norms, tab.batched) if rescale else (norms, 0, 0.0, False)
     _norm_rescale_kernel[(tab.n_chunks if rescale else tab.n_segments,)](
-        tab.addr, tab.numel, tab.seg, tab.seg_start, partials, norms, target_ptr, stride, value,
-        DTYPE=tab.tl_dtype, ACC=tab.tl_acc, BLOCK=tab.block, RBLOCK=RBLOCK, ALIGNED=tab.aligned,
-        TARGET_PTR=target_is_ptr, RESCALE=rescale, num_warps=NUM_WARPS)
+        tab.addr, tab.numel, tab.seg, tab.seg_start, tab.partials, norms, target_ptr, stride, value,
+        RBLOCK=RBLOCK, TARGET_PTR=target_is_ptr, RESCALE=rescale, **tab.meta)
     return norms

@@ -4,7 +4,7 @@ aclImdb-style tarball.
 
 Covers: the tokenizer, vocabulary, left-padding and truncation; the fetch paths and their checksums;
 bad input (one line, exit code 2, nothing written); a smoke run, a fixed-norm run, a tiny sharded
-landscape and the bench; that a member stepped beside others equals its single run; and that the script
+landscape; that a member stepped beside others equals its single run; and that the script
 runs when copied into an empty folder.
 """
 import hashlib
@@ -233,16 +233,6 @@ def test_landscape_mode_shards_and_refuses_other_settings(data_dir, tmp_path, ca
         assert p["steps"] == 2 * 9  # 2 epochs of ceil(90 / 10) batches
         assert p["train_loss_best"] <= p["train_loss_final"] and p["test_acc_best"] >= p["test_acc_final"]
         assert p["w"] == pytest.approx(p["alpha"] * w0, rel=1e-4)  # fixed norm
-
-
-def test_bench_mode(data_dir, tmp_path, capsys):
-    out = tmp_path / "bench"
-    code, err = run_main(["--mode", "bench", "--data-dir", str(data_dir), "--out", str(out), "--size", "120",
-                          "--bench-steps", "4", *TINY], capsys)
-    assert code == 0, err
-    r = json.loads((out / "summary.json").read_text())["results"]
-    assert set(r) == {"bare_lstm_step", "ours", "authors"}
-    assert all(v["steps_per_second"] > 0 for v in r.values())
 
 
 def test_member_stepped_beside_others_equals_its_single_run(data_dir):

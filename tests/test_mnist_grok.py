@@ -219,17 +219,6 @@ def test_repr_mode(data_dir, tmp_path, capsys):
     assert (out / "repr.png").is_file()
 
 
-def test_bench_mode(data_dir, tmp_path, capsys):
-    out = tmp_path / "bench"
-    code, err = run_main(["--mode", "bench", "--data-dir", str(data_dir), "--out", str(out), "--n-train", "100",
-                          "--bench-steps", "25"], capsys)
-    assert code == 0, err
-    r = json.loads((out / "summary.json").read_text())["results"]
-    assert set(r) == {"authors_float64", "ours_float64", "ours_float32"}
-    for v in r.values():
-        assert v["train_steps_per_second"] > 0 and v["speedup_full_run"] > 0
-
-
 # ----------------------------------------------------------------------------------------------
 # the batched ensemble is exactly E independent runs
 # ----------------------------------------------------------------------------------------------

@@ -204,13 +204,6 @@ def test_wd_sweep_mode(tmp_path):
     assert proc.returncode == 2 and "sweep_steps" in proc.stderr, proc.stderr
 
 
-def test_bench_mode(tmp_path):
-    proc, out = run_script(tmp_path, "--mode", "bench", "--bench-steps", "3", "--bench-rounds", "1")
-    assert proc.returncode == 0, proc.stderr
-    s = json.loads((out / "summary.json").read_text())
-    assert s["speedup"] > 0 and set(s["steps_per_second"]) >= {"ours_float32", "authors_loop"}
-
-
 @pytest.mark.parametrize("bad", [["--d-model", "30"], ["--train-frac", "1.5"], ["--wds", "0.1,x"], ["--p", "1"],
                                  ["--shard", "2/2"], ["--shard", "1"]])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, bad):

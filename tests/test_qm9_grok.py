@@ -5,7 +5,7 @@ folder in qm9pack's CSV format (the first 40 real rows, copied). Never the netwo
 Covers: methane / acetonitrile / benzene features (counts, one-hot columns, aromatic flags, the PyG-SDF
 variant); formulas of real molecules against qm9pack's Elements; bad input (alpha <= 0, size < 4, unknown
 target, missing data: one line, exit code 2, nothing written); a smoke run, a constrained run, a tiny
-landscape with --shard, bench; ensemble member e equals the single run; a copy of the script runs alone.
+landscape with --shard; ensemble member e equals the single run; a copy of the script runs alone.
 """
 import ast
 import csv
@@ -246,15 +246,6 @@ def test_landscape_mode(csv_dir, tmp_path, capsys):
         assert p["w"] == pytest.approx(p["alpha"] * _w0(), rel=1e-4)  # fixed norm
     # the authors' step rule when --steps is not given: int(1e5 / size) epochs of ceil(size / 2 / 32) batches
     assert qg.default_steps(20, 32, 100 * 1000) == 5000 and qg.default_steps(1000, 32, 100 * 1000) == 1600
-
-
-def test_bench_mode(csv_dir, tmp_path, capsys):
-    out = tmp_path / "bench"
-    code, err = run_main(base(csv_dir, tmp_path) + ["--mode", "bench", "--out", str(out), "--size", "30",
-                                                    "--bench-steps", "6"], capsys)
-    assert code == 0, err
-    r = json.loads((out / "summary.json").read_text())["results"]
-    assert set(r) == {"authors", "ours"} and all(v["train_steps_per_second"] > 0 for v in r.values())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Whole training steps as CUDA graphs (common.graph_step): a graphed run equals the eager run on the
+same GPU, for a few hundred steps of each script that uses it (MNIST, teacher-student, modular addition;
+plain and fixed-norm). Eager here means the same code with graph_step replaced by the identity, so the
+two runs differ only in the capture. Tolerance: rtol 1e-5 in float32 (the captured kernels are the
+eager ones; the margin covers a library picking another algorithm during capture).
+
+On a machine without CUDA every test but the first skips; gpu_check.sh runs them on the GPU.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import common
+import mnist_grok as mg
+import modadd_transformer as mt
+import toy_teacher_student as ts
+from test_mnist_grok import idx_bytes
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU (run gpu_check.sh)")
+GPU = torch.device("cuda")
+REPO = Path(__file__).resolve().parents[1]
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def test_cpu_path_is_the_step_itself():
+    def step():
+        pass
+    assert common.graph_step(step, torch.device("cpu")) is step
+
+
+def eager_and_graphed(monkeypatch, train):
+    """train() twice: with graph_step as the identity (eager), then as it is (captured)."""
+    with monkeypatch.context() as m:
+        m.setattr(common, "graph_step", lambda step, device, warmup=3: step)
+        eager = train()
+    return eager, train()
+
+
+def assert_same_curves(eager, graphed):
+    assert len(eager) == len(graphed)
+    for a, b in zip(eager, graphed):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(np.asarray(b[k], dtype=float), np.asarray(a[k], dtype=float),
+                                       rtol=RTOL, atol=ATOL, err_msg=k)
+
+
+@cuda
+def test_every_call_is_one_step():
+    k = torch.zeros(1, device=GPU)
+    step = common.graph_step(lambda: k.add_(1), GPU, warmup=2)
+    for _ in range(7):  # 2 eager, 1 capture + replay, 4 replays
+        step()
+    assert k.item() == 7 and step.graph is not None
+
+
+@cuda
+@pytest.mark.parametrize("constrain", [False, True])
+def test_mnist_graphed_equals_eager(monkeypatch, tmp_path, constrain):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, b in idx_bytes(n_train=600, n_test=200).items():
+        (raw / name).write_bytes(b)
+    args = mg.parse_args(["--data-dir", str(tmp_path), "--offline", "--eval-points", "10", "--n-train", "300"])
+    data = mg.load_mnist(args, GPU, torch.float32)
+    members = [{"alpha": a, "wd": w, "n_train": 300} for a, w in ((1.0, 0.0), (9.0, 0.3))]
+    kw = dict(constrain=constrain, desc="t", device=GPU, dtype=torch.float32)
+    (s1, eager, _), (s2, graphed, _) = eager_and_graphed(
+        monkeypatch, lambda: mg.train_ensemble(args, data, members, 300, **kw))
+    assert s1 == s2
+    assert_same_curves(eager, graphed)
+
+
+@cuda
+@pytest.mark.parametrize("constrain", [False, True])
+def test_teacher_student_graphed_equals_eager(monkeypatch, constrain):
+    args = ts.parse_args(["--eval-points", "10"])
+    kw = dict(constrain=constrain, desc="t", device=GPU, dtype=torch.float32)
+    (s1, eager, _), (s2, graphed, _) = eager_and_graphed(
+        monkeypatch, lambda: ts.train_ensemble(args, [1.0, 4.0], [0.0, 0.1], 400, **kw))
+    assert s1 == s2
+    assert_same_curves(eager, graphed)
+
+
+@cuda
+@pytest.mark.parametrize("constrain", [False, True])
+def test_modadd_graphed_equals_eager(monkeypatch, constrain):
+    args = mt.parse_args(["--p", "23", "--eval-points", "10"])
+    data = mt.make_data(args.p, args.train_frac, args.data_seed, GPU)
+    kw = dict(constrain=constrain, desc="t", device=GPU, dtype=torch.float32)
+    (eager, _), (graphed, _) = eager_and_graphed(
+        monkeypatch, lambda: mt.train_ensemble(args, data, [0, 1], [1.0, 0.8], [1.0, 0.3], 300, **kw))
+    assert_same_curves(eager, graphed)
+
+
+@cuda
+def test_modadd_members_retiring_recapture(monkeypatch):
+    """wd-sweep: members that reach the threshold leave the ensemble; the step is captured anew."""
+    args = mt.parse_args(["--p", "23", "--eval-points", "20", "--lr", "3e-3"])
+    data = mt.make_data(args.p, args.train_frac, args.data_seed, GPU)
+    kw = dict(constrain=False, desc="t", device=GPU, dtype=torch.float32, retire_at=[0.2, 1.1])
+    (eager, _), (graphed, _) = eager_and_graphed(
+        monkeypatch, lambda: mt.train_ensemble(args, data, [0, 1], [1.0, 1.0], [1.0, 1.0], 300, **kw))
+    assert len(eager[0]["steps"]) < len(eager[1]["steps"])  # member 0 retired: the recapture path ran
+    assert_same_curves(eager, graphed)
+
+
+def test_gpu_check_fits_one_call():
+    """gpu_check.sh: its time limits add up to under 8 minutes, and every file it runs exists."""
+    text = (REPO / "gpu_check.sh").read_text()
+    calls = re.findall(r'^\s*target (\w+) (\d+) "\$PY" (\S+)', text, re.M)
+    assert len(calls) >= 11
+    assert sum(int(limit) for _, limit, _ in calls) < 480
+    for _, _, script in calls:
+        assert script == "-m" or (REPO / script).is_file(), script
