@@ -39,7 +39,7 @@ slurm:
 	fi
 
 test: install slurm
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: install
 	$(PY) kernels/bench.py

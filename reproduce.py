@@ -8,6 +8,7 @@ paper beside what we measured, with a verdict computed by a rule written next to
     python reproduce.py --dry-run                 # the commands that would run
     python reproduce.py --report-only             # rewrite REPORT.md from the runs present
     python reproduce.py --publish docs/reproduce-quick   # copy REPORT.md + figures + summaries (small) there
+    python reproduce.py --scale paper --slurm --slurm-args "-p gpu --gres=gpu:1"   # grids as job arrays
 
 Each figure's runs are the experiment scripts themselves, run as subprocesses (each stays standalone), with
 `--out <out>/<figure>/<run>`; stdout and stderr go to `reproduce.log` beside the run's own files. A run is
@@ -190,12 +191,15 @@ def settings_key(cmd):
     return key
 
 
-def is_done(d, cmd):
+def finished(d):
+    """A run folder whose run ended well: reproduce.py saw it succeed, or a SLURM job it submitted wrote summary.json."""
     rec = d / "reproduce.json"
-    if not (d / "summary.json").exists() or not rec.exists():
-        return False
-    r = json.loads(rec.read_text())
-    return r.get("status") == "done" and r.get("settings") == settings_key(cmd)
+    status = json.loads(rec.read_text()).get("status") if rec.exists() else None
+    return (d / "summary.json").exists() and status in ("done", "submitted")
+
+
+def is_done(d, cmd):
+    return finished(d) and json.loads((d / "reproduce.json").read_text()).get("settings") == settings_key(cmd)
 
 
 def expand(only):
@@ -203,8 +207,9 @@ def expand(only):
     keys = set(only)
     unknown = keys - set(BY_KEY)
     if unknown:
-        raise SystemExit(f"reproduce.py: unknown figure(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(BY_KEY)}")
+        print(f"reproduce.py: unknown figure(s) {', '.join(sorted(unknown))}; known: {', '.join(BY_KEY)}",
+              file=sys.stderr)
+        raise SystemExit(2)
     changed = True
     while changed:
         changed = False
@@ -229,12 +234,18 @@ def write_json(path, obj):
     tmp.replace(path)
 
 
-def execute(d, cmd):
-    """Run one experiment script; returns (ok, seconds). A folder made by another command is removed first."""
+def prepare(d, cmd):
+    """A folder made by another command is removed: the scripts would (rightly) refuse to mix its points."""
     rec = d / "reproduce.json"
     if rec.exists() and json.loads(rec.read_text()).get("settings") != settings_key(cmd):
-        shutil.rmtree(d)  # made with other settings: the scripts would (rightly) refuse to mix its points
+        shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
+
+
+def execute(d, cmd):
+    """Run one experiment script; returns (ok, seconds)."""
+    prepare(d, cmd)
+    rec = d / "reproduce.json"
     write_json(rec, {"status": "running", "settings": settings_key(cmd), "command": shlex.join(cmd),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     t0 = time.time()
@@ -294,6 +305,36 @@ def run_all(todo, jobs, scale):
     return failed
 
 
+def submit_all(todo, args, device):
+    """--slurm: every run as SLURM jobs (slurm/submit.py): a grid as a job array over --shards tasks plus its
+    merge job, a single run as one job; a run that needs another (fig6c, fig6d) waits for it (afterok)."""
+    sys.path.insert(0, str(REPO / "slurm"))
+    import submit
+    jobs = {}  # "fig/run" -> the job id that finishes it
+    for fig, run, d, cmd in todo:
+        command = [run.script, *cmd[2:]]  # the script path relative to the repository, as submit.py wants it
+        name, after = f"omnigrok-{fig.key}-{run.name}", jobs.get(run.needs)
+        if not args.dry_run:
+            prepare(d, cmd)
+        try:
+            if submit._flag(command, "--mode") in submit.GRID_MODES.get(run.script, ()):
+                ids = submit.submit(command, args.shards, slurm_args=args.slurm_args, dry_run=args.dry_run,
+                                    job_name=name, after=after)
+            else:
+                ids = (submit.submit_job(command, d, slurm_args=args.slurm_args, dry_run=args.dry_run, job_name=name,
+                                         after=after),)
+        except submit.SubmitError as e:
+            print(f"reproduce.py: {fig.key}/{run.name}: {e}", file=sys.stderr)
+            raise SystemExit(2)
+        jobs[f"{fig.key}/{run.name}"] = ids[-1]
+        if not args.dry_run:
+            write_json(d / "reproduce.json", {"status": "submitted", "settings": settings_key(cmd), "jobs": list(ids),
+                                              "command": shlex.join(cmd), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    print(f"\n{len(todo)} runs submitted. Watch: squeue --me. When they are done: "
+          f"python reproduce.py --scale {args.scale} --report-only{' --out ' + args.out if args.out else ''}")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------
 # claims: the paper's statements, our numbers, a verdict by a rule written here
 # ----------------------------------------------------------------------------------------------
@@ -309,12 +350,7 @@ class Results:
     def _load(self, name, file):
         fig, run = name.split("/")
         p = self.out / fig / run / file
-        if not p.exists():
-            return None
-        rec = self.out / fig / run / "reproduce.json"
-        if rec.exists() and json.loads(rec.read_text()).get("status") != "done":
-            return None
-        return json.loads(p.read_text())
+        return json.loads(p.read_text()) if p.exists() and finished(p.parent) else None
 
     def summary(self, name):
         return self._load(name, "summary.json")
@@ -772,7 +808,8 @@ def write_report(out, scale, session=None):
                 continue
             cmd = shlex.join(["python", *settings_key(shlex.split(rec["command"]))])
             status = {"done": f"{fmt_time(rec.get('seconds'))}", "failed": "**failed** (see reproduce.log)",
-                      "running": "unfinished"}[rec["status"]]
+                      "running": "unfinished",
+                      "submitted": "SLURM job " + ("done" if finished(d) else "not finished")}[rec["status"]]
             lines += [f"- `{run.name}` ({status}): `{cmd}`", ""]
             for png in sorted(d.glob("*.png")):
                 lines.append(f"![{fig.key} {run.name} {png.stem}]({os.path.relpath(png, here)})")
@@ -829,6 +866,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads per run (0: cores / jobs on cpu; the scripts' default on cuda)")
     p.add_argument("--out", default=None, help="output folder (default: runs/reproduce/<scale>)")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit the runs to SLURM instead (slurm/submit.py): grids as job arrays plus merge jobs")
+    p.add_argument("--shards", type=int, default=8, help="--slurm: tasks per grid's job array")
+    p.add_argument("--slurm-args", default="", help='--slurm: sbatch options for every job, e.g. "-p gpu --gres=gpu:1"')
     p.add_argument("--report-only", action="store_true", help="run nothing; rewrite REPORT.md from the runs present")
     p.add_argument("--publish", default=None, metavar="DIR",
                    help="run nothing; copy REPORT.md with its figures and summaries to DIR (a committable copy)")
@@ -867,9 +908,9 @@ def main(argv=None):
         print(f"wrote {path}")
         return 0
 
-    device = resolve_device(args.device)
+    device = "auto" if args.slurm and args.device == "auto" else resolve_device(args.device)  # a job picks its own
     jobs = args.jobs or (1 if device == "cuda" else os.cpu_count() or 1)
-    threads = args.threads or (max(1, (os.cpu_count() or 1) // jobs) if device == "cpu" else 0)
+    threads = 0 if args.slurm else args.threads or (max(1, (os.cpu_count() or 1) // jobs) if device == "cpu" else 0)
     todo, skipped = [], []
     for fig in figs:
         for run in fig.runs:
@@ -879,6 +920,8 @@ def main(argv=None):
             cmd = full_command(out, fig, run, args.scale, device, threads)
             d = run_dir(out, fig, run)
             (skipped if is_done(d, cmd) else todo).append((fig, run, d, cmd))
+    if args.slurm:
+        return submit_all(todo, args, device)
     if args.dry_run:
         for _, _, _, cmd in todo:
             print(shlex.join(["python", *[os.path.relpath(a, REPO) if a.startswith(str(REPO)) else a

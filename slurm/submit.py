@@ -1,10 +1,10 @@
 """Submit a figure's grid to SLURM: one job array over its shards, then the merge job that draws the figure.
 
     python slurm/submit.py --list                                   # the figures it knows (grid commands)
-    python slurm/submit.py fig3 --shards 8                          # Fig. 3a-c: the MNIST landscape, 8 tasks
+    python slurm/submit.py fig3abc --shards 8                       # Fig. 3a-c: the MNIST landscape, 8 tasks
     python slurm/submit.py fig9 --shards 9 --slurm-args "-p gpu --gres=gpu:1 -t 2:00:00"
     python slurm/submit.py --shards 4 -- toy_teacher_student.py --mode wd-sweep --out runs/wd   # any grid command
-    python slurm/submit.py fig3 --shards 8 --dry-run                # print the sbatch commands, submit nothing
+    python slurm/submit.py fig3abc --shards 8 --dry-run             # print the sbatch commands, submit nothing
 
 What it runs (SLURM's own commands, nothing else):
     sbatch --array=0-(n-1) slurm/omnigrok.sbatch PYTHON SCRIPT ARGS --shard slurm
@@ -14,7 +14,7 @@ the merge job, once every task has succeeded, writes summary.json and the figure
 <out>/slurm/. If a task fails (or hits its time limit), SLURM cancels the merge job; submit the same command again:
 points already saved are skipped, so each task trains only what it had not finished.
 
-reproduce.py (when it exists) calls submit() with a figure's command.
+`python reproduce.py --slurm` submits every figure this way (submit() for grids, submit_job() for single runs).
 """
 import argparse
 import shlex
@@ -35,23 +35,14 @@ GRID_MODES = {
     "imdb_grok.py": {"landscape"},
     "qm9_grok.py": {"landscape"},
 }
-# The paper's grids, at the size a cluster is for (README.md has the small CPU versions).
-FIGURES = {
-    "fig2a": "toy_teacher_student.py --mode landscape",
-    "fig2b": "toy_teacher_student.py --mode grid",
-    "fig2c": "toy_teacher_student.py --mode wd-sweep",
-    "fig3": "mnist_grok.py --mode landscape --paper-grid",
-    "fig3e": "mnist_grok.py --mode n-sweep",
-    "fig4": "imdb_grok.py --mode landscape --paper-grid --preset paper",
-    "fig5": "qm9_grok.py --mode landscape --paper-grid",
-    "fig6ab": "addition_landscape.py --mode landscape",
-    "fig6e": "addition_landscape.py --mode n-sweep",
-    "fig8": "mnist_grok.py --mode repr --paper-grid",
-    "fig9": "modadd_transformer.py --mode landscape",
-    "fig10a": "modadd_transformer.py --mode wd-sweep",
-    "fig10b": "mnist_grok.py --mode wd-sweep",
-    "fig11": "mnist_grok.py --mode landscape --paper-grid --loss ce",
-}
+
+
+def figures():
+    """{figure key: grid command} at the paper's scale, from reproduce.py's registry (the one list of figures)."""
+    sys.path.insert(0, str(REPO))
+    import reproduce
+    return {fig.key: shlex.join(run.command("paper")) for fig in reproduce.FIGURES for run in fig.runs
+            if _flag(run.args, "--mode") in GRID_MODES.get(run.script, ())}
 
 
 class SubmitError(Exception):
@@ -100,9 +91,9 @@ def _sbatch(argv, dry_run):
     return r.stdout.strip().split(";")[0]  # --parsable: "jobid" or "jobid;cluster"
 
 
-def submit(command, shards, *, slurm_args="", python=sys.executable, dry_run=False, job_name=None):
-    """Submit `command` ([script, args...], a grid mode) as an array of `shards` tasks plus its merge job.
-    Returns (array job id, merge job id)."""
+def submit(command, shards, *, slurm_args="", python=sys.executable, dry_run=False, job_name=None, after=None):
+    """Submit `command` ([script, args...], a grid mode) as an array of `shards` tasks plus its merge job;
+    with `after` (a job id) the array starts once that job has succeeded. Returns (array job id, merge job id)."""
     if shards < 1:
         raise SubmitError(f"--shards must be at least 1, got {shards}.")
     command, out = grid_command(command)
@@ -113,7 +104,8 @@ def submit(command, shards, *, slurm_args="", python=sys.executable, dry_run=Fal
         logs.mkdir(parents=True, exist_ok=True)
     base = ["sbatch", "--parsable", f"--chdir={REPO}"]
     run = [python, *command]
-    array = _sbatch(base + [f"--array=0-{shards - 1}", f"--job-name={name}", f"--output={logs}/%A_%a.out", *extra,
+    wait = [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"] if after else []
+    array = _sbatch(base + wait + [f"--array=0-{shards - 1}", f"--job-name={name}", f"--output={logs}/%A_%a.out", *extra,
                             str(TEMPLATE), *run, "--shard", "slurm"], dry_run)
     merge = _sbatch(base + [f"--dependency=afterok:{array}", "--kill-on-invalid-dep=yes", f"--job-name={name}-merge",
                             f"--output={logs}/%j-merge.out", *extra, str(TEMPLATE), *run, "--merge"], dry_run)
@@ -128,6 +120,19 @@ def submit(command, shards, *, slurm_args="", python=sys.executable, dry_run=Fal
     return array, merge
 
 
+def submit_job(command, out, *, slurm_args="", python=sys.executable, dry_run=False, job_name=None, after=None):
+    """Submit a command that is not a grid (a single training run) as one job writing into `out`; with `after`
+    (a job id) it starts once that job has succeeded. Returns the job id."""
+    logs = Path(out) / "slurm"
+    if not dry_run:
+        logs.mkdir(parents=True, exist_ok=True)
+    wait = [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"] if after else []
+    job = _sbatch(["sbatch", "--parsable", f"--chdir={REPO}", *wait, f"--job-name={job_name or 'omnigrok'}",
+                   f"--output={logs}/%j.out", *shlex.split(slurm_args), str(TEMPLATE), python, *command], dry_run)
+    print(f"submitted {shlex.join(command)}: job {job}" + (f" (after {after})" if after else ""), flush=True)
+    return job
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = []
@@ -136,7 +141,7 @@ def main(argv=None):
         argv, command = argv[:k], argv[k + 1:]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="A grid command goes after --: python slurm/submit.py --shards 4 -- SCRIPT --mode MODE ...")
-    p.add_argument("figure", nargs="?", help=f"a figure's grid: {', '.join(FIGURES)} (or give a command after --)")
+    p.add_argument("figure", nargs="?", help=f"a figure's grid: {', '.join(figures())} (or give a command after --)")
     p.add_argument("--shards", type=int, default=8, help="tasks in the job array (grid points are dealt round-robin)")
     p.add_argument("--slurm-args", default="", help='extra sbatch options for every job, e.g. "-p gpu --gres=gpu:1 -t 2:00:00"')
     p.add_argument("--python", default=sys.executable, help="the Python the jobs run (default: this one)")
@@ -146,15 +151,15 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         if a.list:
-            for fig, cmd in FIGURES.items():
+            for fig, cmd in figures().items():
                 print(f"{fig:>7}  {cmd}")
             return None
         if a.figure and command:
             raise SubmitError("give a figure or a command after --, not both.")
         if a.figure:
-            if a.figure not in FIGURES:
+            if a.figure not in figures():
                 raise SubmitError(f"unknown figure {a.figure!r}; --list shows them.")
-            command = shlex.split(FIGURES[a.figure])
+            command = shlex.split(figures()[a.figure])
         if a.out:
             if _flag(command, "--out") is not None:
                 raise SubmitError("give --out once (before or after --).")

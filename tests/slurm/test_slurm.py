@@ -105,6 +105,7 @@ def _logs(out, array):
     return "".join(p.read_text() for p in sorted((Path(out) / "slurm").glob(f"{array}_*.out")))
 
 
+@pytest.mark.xdist_group("slurm")  # one worker runs both tests: the cluster starts once (make test: --dist loadgroup)
 def test_job_arrays_on_a_real_cluster(cluster, tmp_path):
     env, jobs = cluster
     env = dict(env, OMP_NUM_THREADS="1")  # the references run as the tasks do (-c 1: one thread)
@@ -159,3 +160,36 @@ def test_job_arrays_on_a_real_cluster(cluster, tmp_path):
         assert _points(out[k]) == _points(ref[k]), k
         assert _summary(out[k]) == _summary(ref[k]), k
         assert (out[k] / "landscape.png").is_file()
+
+
+@pytest.mark.xdist_group("slurm")
+def test_reproduce_submits_figures_to_the_cluster(cluster, tmp_path, monkeypatch, capsys):
+    """`reproduce.py --slurm`: a grid figure as a 2-task array + merge job, a single run as one job; once they
+    ran, --report-only draws REPORT.md from their folders and a second --slurm submits nothing."""
+    env, jobs = cluster
+    monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
+    sys.path.insert(0, str(REPO))
+    import reproduce as rp
+    figs = [rp.Figure("figG", "Fig. 2a", "a tiny landscape", [rp.Run(
+                "landscape", "toy_teacher_student.py",
+                ["--mode", "landscape", "--alphas", "0.5,1,2", "--landscape-steps", "100", "--eval-points", "5"])]),
+            rp.Figure("figR", "Fig. 2b", "a tiny run", [rp.Run(
+                "run", "toy_teacher_student.py", ["--steps", "200", "--eval-points", "5"])])]
+    monkeypatch.setattr(rp, "FIGURES", figs)
+    monkeypatch.setattr(rp, "BY_KEY", {f.key: f for f in figs})
+    monkeypatch.setattr(rp, "CLAIMS", [])
+    out = tmp_path / "repro"
+    argv = ["--slurm", "--shards", "2", "--slurm-args", "-c 1", "--out", str(out), "--device", "cpu"]
+    assert rp.main(argv) == 0
+    ids = [j for d in (out / "figG" / "landscape", out / "figR" / "run")
+           for j in json.loads((d / "reproduce.json").read_text())["jobs"]]
+    assert len(ids) == 3  # array, merge, single
+    jobs += ids
+    _wait(ids, env)
+    assert (out / "figG" / "landscape" / "landscape.png").is_file() and (out / "figR" / "run" / "curves.png").is_file()
+    assert rp.main(["--report-only", "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert report.count("SLURM job done") == 2 and "](figG/landscape/landscape.png)" in report
+    capsys.readouterr()
+    assert rp.main(argv) == 0  # everything finished: nothing is submitted again
+    assert "$ sbatch" not in capsys.readouterr().out

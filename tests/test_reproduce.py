@@ -1,0 +1,238 @@
+"""reproduce.py: the registry covers the paper and agrees with the scripts and the README; runs resume and
+rerun as they should; the claim rules give the right verdict both ways; REPORT.md links resolve."""
+import importlib
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reproduce as rp
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The issue's list: Fig. 2a-c, 3a-e, 4, 5, 6a-e, 7a-b, 8, 9, 10a-b, 11, 12 and Table 1's row.
+PAPER = {"fig2a", "fig2b", "fig2c", "fig3abc", "fig3d", "fig3e", "fig4", "fig5", "fig6ab", "fig6c", "fig6d",
+         "fig6e", "fig7a", "fig7b", "fig8", "fig9", "fig10a", "fig10b", "fig11", "fig12", "table1"}
+
+
+def test_registry_covers_every_figure_and_claims_name_known_figures():
+    assert set(rp.BY_KEY) == PAPER
+    assert {c.figs for c in rp.CLAIMS} <= PAPER
+    for fig in rp.FIGURES:
+        for name in fig.authors:
+            assert (rp.PAPER_FIGURES / name).exists(), name
+
+
+@pytest.mark.parametrize("scale", rp.SCALES)
+def test_every_command_parses_with_its_script(scale, tmp_path):
+    """Each run's command at each scale is accepted by the script's own argument parser (modes, flags, values)."""
+    (tmp_path / "summary.json").write_text("{}")  # stands in for the run a --landscape-from needs
+    for fig in rp.FIGURES:
+        for run in fig.runs:
+            module = importlib.import_module(Path(run.script).stem)
+            argv = [str(tmp_path) if a == "DIR" else a for a in run.command(scale)[1:]]
+            args = module.parse_args(argv + ["--out", str(tmp_path / "x"), "--device", "cpu", "--threads", "1"])
+            assert args.mode == (argv[argv.index("--mode") + 1] if "--mode" in argv else "run"), (fig.key, run.name)
+
+
+def _readme_rows():
+    """(script, figure cell, command) of every row of README's figure table."""
+    rows, script = [], None
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Scripts → paper figures", 1)[1].split("\n## ", 1)[0]
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[2].startswith("`python"):
+            continue
+        script = cells[0].strip("`") or script
+        rows.append((script, cells[1], re.match(r"`([^`]*)`", cells[2]).group(1)))
+    return rows
+
+
+def _number(label):
+    return re.match(r"(Fig\. \d+|Table \d+)", label).group(1)
+
+
+def test_readme_table_and_registry_agree():
+    """Every figure row of the README runs a registry command (the README's or the quick one) of that figure,
+    and every registry run appears in the README table."""
+    commands = {}  # command -> figure number
+    for fig in rp.FIGURES:
+        for run in fig.runs:
+            for cmd in {shlex.join(["python", *run.command("quick")]), shlex.join(["python", run.script, *run.args])}:
+                commands[cmd] = _number(fig.label)
+    rows = _readme_rows()
+    seen = set()
+    for script, label, cmd in rows:
+        if not re.match(r"(Fig\.|Table)", label):
+            continue  # data, speed and benchmark rows
+        assert cmd.split()[1] == script, (label, cmd)
+        assert commands.get(cmd) == _number(label), f"README row {label!r}: {cmd!r} is not in reproduce.py's registry"
+        seen.add(cmd)
+    for fig in rp.FIGURES:
+        for run in fig.runs:
+            forms = {shlex.join(["python", *run.command("quick")]), shlex.join(["python", run.script, *run.args])}
+            assert forms & seen, f"{fig.key}/{run.name} has no row in README's figure table"
+
+
+# ---- running: a fake registry of tiny scripts --------------------------------------------------
+FAKE = """import argparse, json, pathlib, sys
+p = argparse.ArgumentParser()
+p.add_argument("--out"); p.add_argument("--device"); p.add_argument("--threads"); p.add_argument("--x", default="0")
+p.add_argument("--fail", action="store_true")
+a = p.parse_args()
+out = pathlib.Path(a.out); out.mkdir(parents=True, exist_ok=True)
+with open(pathlib.Path(__file__).with_suffix(".calls"), "a") as f:
+    f.write(a.x + "\\n")
+if a.fail:
+    sys.exit("fake failure")
+(out / "curves.png").write_bytes(b"png")
+(out / "summary.json").write_text(json.dumps({"x": a.x, "grok_ratio": 20.0, "train_acc_step": 5, "test_acc_step": 100}))
+"""
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    figs = [rp.Figure("figA", "Fig. 98", "fake A", [rp.Run("run", str(script), ["--x", "1"], quick=[], est={"quick": 1})]),
+            rp.Figure("figB", "Fig. 99", "fake B", [rp.Run("run", str(script), ["--x", "2"], quick=[], est={"quick": 2})])]
+    monkeypatch.setattr(rp, "FIGURES", figs)
+    monkeypatch.setattr(rp, "BY_KEY", {f.key: f for f in figs})
+    monkeypatch.setattr(rp, "CLAIMS", [rp.Claim("figA", "fake grokking", rp.claim_run_delay("figA/run"))])
+    calls = script.with_suffix(".calls")
+    return figs, tmp_path / "out", lambda: calls.read_text().split() if calls.exists() else []
+
+
+def test_resume_skips_done_runs_and_reruns_changed_ones(fake, capsys):
+    figs, out, calls = fake
+    base = ["--out", str(out), "--device", "cpu", "--jobs", "2"]
+    assert rp.main(base) == 0
+    assert sorted(calls()) == ["1", "2"]
+    assert rp.main(base + ["--jobs", "1"]) == 0  # nothing to do (--threads/--jobs do not count as settings)
+    assert sorted(calls()) == ["1", "2"]
+    capsys.readouterr()
+    assert rp.main(base + ["--dry-run"]) == 0
+    assert capsys.readouterr().out == ""
+    (out / "figA" / "run" / "stale.txt").write_text("from the old settings")
+    figs[0].runs[0].quick = ["--x", "3"]  # settings changed: figA reruns from an empty folder, figB does not
+    assert rp.main(base) == 0
+    assert sorted(calls()) == ["1", "2", "3"]
+    assert not (out / "figA" / "run" / "stale.txt").exists()
+    assert json.loads((out / "figA" / "run" / "summary.json").read_text())["x"] == "3"
+
+
+def test_killed_run_restarts_in_its_folder_and_a_failure_does_not_stop_the_others(fake):
+    figs, out, calls = fake
+    base = ["--out", str(out), "--device", "cpu", "--jobs", "1"]
+    figs[0].runs[0].quick = ["--fail"]
+    assert rp.main(base) == 1  # figA failed, figB still ran
+    assert sorted(calls()) == ["1", "2"]
+    rec = json.loads((out / "figA" / "run" / "reproduce.json").read_text())
+    assert rec["status"] == "failed" and "fake failure" in (out / "figA" / "run" / "reproduce.log").read_text()
+    # a killed run: same settings, status "running", its files kept and the run started again
+    figs[0].runs[0].quick = []
+    cmd = rp.full_command(out, figs[0], figs[0].runs[0], "quick", "cpu", 1)
+    rp.write_json(out / "figA" / "run" / "reproduce.json", {"status": "running", "settings": rp.settings_key(cmd)})
+    (out / "figA" / "run" / "points.json").write_text("kept")
+    assert rp.main(base) == 0
+    assert sorted(calls()) == ["1", "1", "2"]
+    assert (out / "figA" / "run" / "points.json").read_text() == "kept"
+
+
+def test_report_links_resolve_and_claims_come_from_the_runs(fake, tmp_path):
+    figs, out, _ = fake
+    assert rp.main(["--out", str(out), "--device", "cpu", "--only", "figA"]) == 0
+    report = (out / "REPORT.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert links and all((out / link).resolve().exists() for link in links)
+    assert "| Fig. 98 | fake grokking | train 5, test 100: delay 20x | **reproduced** |" in report
+    assert "- `run`: not run" in report.split("### Fig. 99")[1]
+    # the committable copy: the same report, links into the copy
+    rp.publish(out, tmp_path / "pub", "quick")
+    pub = (tmp_path / "pub" / "REPORT.md").read_text()
+    assert all((tmp_path / "pub" / link).resolve().exists() for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", pub))
+    assert not (tmp_path / "pub" / "figA" / "run" / "reproduce.log").exists()
+
+
+def test_dry_run_prints_runnable_commands():
+    out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--dry-run", "--device", "cpu",
+                          "--only", "fig6c", "--out", "/tmp/nonexistent-reproduce"], capture_output=True, text=True)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("python addition_landscape.py --mode landscape")  # fig6c needs fig6ab: added
+    assert "--landscape-from /tmp/nonexistent-reproduce/fig6ab/landscape" in lines[1]
+
+
+def test_unknown_figure_is_one_line_exit_2():
+    out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--only", "fig99", "--dry-run"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "fig99" in out.stderr
+
+
+# ---- the claim rules, both ways -------------------------------------------------------------------
+class Fixture:
+    def __init__(self, summaries, metrics=None):
+        self.s, self.m = summaries, metrics or {}
+
+    def summary(self, name):
+        return self.s.get(name)
+
+    def metrics(self, name):
+        return self.m.get(name)
+
+
+def test_delay_rule_both_ways():
+    rule = rp.claim_run_delay("fig5/run", control="fig5/control", acc=False)
+    grok = {"train_loss_step": 970, "test_loss_step": 18270, "grok_ratio": 18.8}
+    assert rule(Fixture({"fig5/run": grok, "fig5/control": {"grok_ratio": 1.16}}))[1] == rp.REPRODUCED
+    assert rule(Fixture({"fig5/run": grok, "fig5/control": {"grok_ratio": 30.0}}))[1] == rp.PARTLY
+    assert rule(Fixture({"fig5/run": {**grok, "grok_ratio": 1.2}, "fig5/control": None}))[1] == rp.NOT
+    assert rule(Fixture({})) is None
+    assert rp.evaluate(rp.Claim("fig5", "x", rule), Fixture({}), "quick") == ("-", rp.NOT_RUN)
+
+
+def test_lu_rule_both_ways():
+    alphas = [0.1, 0.3, 1, 3, 10]
+    assert rp.lu_check(alphas, [0.5, 0.0, 0.0, 0.0, 0.01], [0.6, 0.2, 0.1, 0.4, 0.8], error=True)[:2] == (True, True)
+    # train error does not stay near zero where the test error rises: U without L
+    assert rp.lu_check(alphas, [0.5, 0.0, 0.0, 0.3, 0.6], [0.6, 0.2, 0.1, 0.4, 0.8], error=True)[:2] == (False, True)
+    # test minimum at the edge: no U
+    assert rp.lu_check(alphas, [0.5, 0.1, 0.0, 0.0, 0.0], [0.9, 0.7, 0.5, 0.3, 0.2], error=True)[1] is False
+
+
+def test_slope_rule_both_ways():
+    rule = rp.claim_slope("fig2c/wd-sweep")
+    assert rule(Fixture({"fig2c/wd-sweep": {"slope_test": -0.96, "slope_train": -0.05}}))[1] == rp.REPRODUCED
+    assert rule(Fixture({"fig2c/wd-sweep": {"slope_test": -0.55, "slope_train": 0.1}}))[1] == rp.PARTLY
+    assert rule(Fixture({"fig2c/wd-sweep": {"slope_test": -0.1, "slope_train": 0.0}}))[1] == rp.NOT
+
+
+def test_paper_only_claim_is_not_decided_at_quick_scale():
+    s = {"fig10a/wd-sweep": {"slopes_per_seed": {"0": {"slope_test": -1.0, "slope_train": 0.0}}}}
+    claim = next(c for c in rp.CLAIMS if c.figs == "fig10a")
+    assert rp.evaluate(claim, Fixture(s), "paper")[1] == rp.REPRODUCED
+    assert rp.evaluate(claim, Fixture(s), "quick")[1].startswith("not decided at quick scale")
+
+
+def test_ce_plateau_rule_reads_the_curve():
+    m = {"steps": [0, 1000, 10000, 100000], "test_acc": [0.1, 0.35, 0.38, 0.77]}
+    s = {"final_test_acc": 0.77, "final_train_acc": 1.0}
+    assert rp.claim_ce_plateau(Fixture({"fig12/run": s}, {"fig12/run": m}))[1] == rp.REPRODUCED
+    m_flat = {**m, "test_acc": [0.1, 0.35, 0.38, 0.40]}
+    assert rp.claim_ce_plateau(Fixture({"fig12/run": {**s, "final_test_acc": 0.40}}, {"fig12/run": m_flat}))[1] == rp.NOT
+
+
+def test_slurm_dry_run_chains_a_run_to_the_grid_it_needs(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--slurm", "--dry-run", "--only", "fig6c",
+                          "--shards", "3", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    sbatch = [line for line in out.stdout.splitlines() if line.startswith("$ sbatch")]
+    assert len(sbatch) == 3  # fig6ab: array + merge; fig6c: one job after the merge
+    assert "--array=0-2" in sbatch[0] and "--shard slurm" in sbatch[0] and "--merge" in sbatch[1]
+    assert "--dependency=afterok:" in sbatch[2] and "--mode trajectory" in sbatch[2] and "--array" not in sbatch[2]
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
