@@ -40,6 +40,10 @@ Quick versions: --grid-points 9 --steps 4000 --lr-decay-every 1333 (a few minute
 The grid modes save one file per landscape row (one (N, m), all alphas) in <out>/points/; --shard i/n
 trains every n-th row (a job array: slurm/submit.py) and --merge draws from the rows saved.
 
+CUDA graphs (common.graph_step; CPU path unchanged): on CUDA each training step (forward, backward, Adam,
+projection or weight decay) is one graph replay, in the grid modes and in run mode; the grid modes
+capture anew after each lr decay, since a graph keeps the lr it was captured with.
+
 Runtimes on 2 CPU cores shared with other jobs (measured, see README.md): run ~1 min; trajectory and
 gradient from a saved grid: seconds; landscape 11 x 11: 18 min wall (4.6 CPU-min); the paper-scale
 21 x 21 x 6000-step grid: 9.2 min wall (552 s, 2 threads, idle machine, 2026-11-29); 36 min while other
@@ -289,9 +293,10 @@ def keep_freed_memory():
             pass
 
 
-def make_adam(args, params, lr, beta2):
+def make_adam(args, params, lr, beta2, capturable=False):
     # Fused Adam: one kernel over all stacked tensors (5x faster than foreach on CPU for a 441-model grid).
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, beta2), weight_decay=0.0, fused=True)
+    # capturable (CUDA): the step count stays on the device, as a CUDA graph needs.
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, beta2), weight_decay=0.0, fused=True, capturable=capturable)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,8 +314,17 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
     params = [torch.stack([t] * E).requires_grad_() for t in decoder_params(args, device, dtype)]
     w0 = common.global_norm(decoder_params(args, device, dtype)).item()
     w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every decoder parameter
-    opt = make_adam(args, params, args.lr, args.beta2)
+    opt = make_adam(args, params, args.lr, args.beta2, capturable=device.type == "cuda")
     best_train = torch.full((E,), math.inf, device=device, dtype=dtype)
+
+    def train_step():  # on CUDA one graph replay (common.graph_step), on CPU as written
+        loss = (decode(args, params, x_tr) - y_tr).pow(2).mean((1, 2))
+        torch.minimum(best_train, loss.detach(), out=best_train)  # on the device: no sync; in place: a graph's output
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
+        opt.step()
+        common.project_to_norm_batched_(params, w_target)
+    run_step = common.graph_step(train_step, device)
 
     eval_at = set(common.log_steps(steps, args.eval_points))
     curves = {k: [] for k in ("train_loss", "test_loss", "train_acc", "test_acc", "w")}
@@ -336,12 +350,10 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
         if args.lr_decay_every and (step + 1) % args.lr_decay_every == 0:  # the notebook's schedule
             for group in opt.param_groups:
                 group["lr"] *= args.lr_decay
-        loss = (decode(args, params, x_tr) - y_tr).pow(2).mean((1, 2))
-        best_train = torch.minimum(best_train, loss.detach())  # on the device: no sync
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # members are independent: d(sum)/d(member e) = d(loss_e)/d(member e)
-        opt.step()
-        common.project_to_norm_batched_(params, w_target)
+            # A graph holds the float lr it was captured with: capture anew (a few times a run). This keeps
+            # the lr a float, as on CPU; a tensor lr would have to be float32 (fused Adam's CUDA kernel).
+            run_step = common.graph_step(train_step, device)
+        run_step()
         bar.update()
     bar.close()
     return evaluated, curves, best_train.tolist(), w0, None
@@ -820,8 +832,18 @@ def run_mode(args, out, device, dtype):
     R = representation(task, torch.tensor([args.m_init], device=device, dtype=dtype)).clone().requires_grad_()
     params = [t[None].clone().requires_grad_() for t in decoder_params(args, device, dtype)]
     w0, _ = common.scale_by_alpha_(params, args.alpha)
+    # capturable (CUDA): the step count stays on the device, as a CUDA graph needs
     opt = torch.optim.Adam([{"params": params, "lr": args.run_lr}, {"params": [R], "lr": args.lr_repr}],
-                           betas=(0.9, args.beta2), weight_decay=0.0)
+                           betas=(0.9, args.beta2), weight_decay=0.0, capturable=device.type == "cuda")
+
+    def train_step():  # on CUDA one graph replay (common.graph_step), on CPU as written
+        loss, _ = loss_acc(args, task, params, R, tr_idx)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        common.decay_weights_(params, args.run_lr, args.wd)  # AdamW's decoupled decay on the decoder
+        common.decay_weights_([R], args.lr_repr, args.wd_repr)
+        opt.step()
+    run_step = common.graph_step(train_step, device)
     eval_at = set(common.log_steps(args.steps, args.eval_points))
     keys = ("train_loss", "test_loss", "train_acc", "test_acc", "w", "m")
     m, steps = {k: [] for k in keys}, []
@@ -844,12 +866,7 @@ def run_mode(args, out, device, dtype):
             bar.set_postfix_str(f"train {row[2]:.2f} test {row[3]:.2f} | w {row[4]:.1f} m {row[5]:.3f}")
         if step == args.steps:
             break
-        loss, _ = loss_acc(args, task, params, R, tr_idx)
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        common.decay_weights_(params, args.run_lr, args.wd)  # AdamW's decoupled decay on the decoder
-        common.decay_weights_([R], args.lr_repr, args.wd_repr)
-        opt.step()
+        run_step()
         bar.update()
     bar.close()
     wall = time.time() - t0

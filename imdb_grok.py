@@ -70,6 +70,9 @@ Choices (paper vs the authors' code, REFERENCE.md):
   runs in its own CUDA stream, so cuDNN can work on several at once (untested: no GPU here). cuDNN has no
   LSTM batched over different weights; on the CPU the step is the LSTM's own matrix products (ours runs
   at 0.92 of a bare nn.LSTM step), so there the members simply run one after the other.
+- CUDA graphs (common.graph_step; CPU path unchanged): on CUDA each member's training step (LSTM forward
+  and backward, clipping, AdamW, projection) is one graph replay on its stream, reading the batch's
+  indices from a buffer; an epoch's short last batch has a graph of its own.
 """
 import argparse
 import contextlib
@@ -457,15 +460,39 @@ def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at
         model = make_model(args, device, dtype)
         params = list(model.parameters())
         _, w = common.scale_by_alpha_(params, mem["alpha"])  # the authors: p.data = alpha * p.data
-        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if constrain else mem["wd"], foreach=True)
+        # capturable (CUDA): the step count stays on the device, as a CUDA graph needs
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if constrain else mem["wd"], foreach=True,
+                                capturable=device.type == "cuda")
         stream = torch.cuda.Stream(device) if device.type == "cuda" and len(members) > 1 else None
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(device))  # the init and data are made on the default stream
-        runs.append({"model": model, "params": params, "opt": opt, "w": w, "stream": stream,
+        runs.append({"model": model, "params": params, "opt": opt, "w": w, "stream": stream, "graphs": {},
                      "batches": batches(len(x_tr), args.batch_size, args.seed, device)})
 
     def on_stream(run):
         return torch.cuda.stream(run["stream"]) if run["stream"] is not None else contextlib.nullcontext()
+
+    def train_step(run, b):  # b: the batch's indices into the training set
+        loss = F.binary_cross_entropy_with_logits(run["model"](x_tr[b]), y_tr[b].to(dtype))
+        run["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        if args.clip:  # the authors' clip 5; foreach, no host sync (error_if_nonfinite=False), so capturable
+            nn.utils.clip_grad_norm_(run["params"], args.clip)
+        run["opt"].step()
+        if constrain:
+            common.project_to_norm_(run["params"], run["w"])  # back onto the sphere ||theta|| = w
+
+    def graphed_step(run, b):
+        """One CUDA graph replay per step (common.graph_step). A graph replays fixed shapes and addresses: the
+        batch's indices are copied into a buffer the graph reads (the same batches as on CPU), and an epoch's
+        short last batch gets a graph of its own, so a run holds at most two."""
+        if len(b) not in run["graphs"]:
+            buf = torch.empty_like(b)
+            run["graphs"][len(b)] = buf, common.graph_step(lambda: train_step(run, buf), device)
+        buf, step_fn = run["graphs"][len(b)]
+        buf.copy_(b)
+        step_fn()
+    run_step = graphed_step if device.type == "cuda" else train_step
 
     eval_at = set(eval_at or common.log_steps(steps, args.eval_points))
     keys = ("train_loss", "test_loss", "train_acc", "test_acc", "w")
@@ -499,15 +526,7 @@ def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at
             break
         for run in runs:
             with on_stream(run):
-                b = next(run["batches"])
-                loss = F.binary_cross_entropy_with_logits(run["model"](x_tr[b]), y_tr[b].to(dtype))
-                run["opt"].zero_grad(set_to_none=True)
-                loss.backward()
-                if args.clip:
-                    nn.utils.clip_grad_norm_(run["params"], args.clip)  # the authors' clip 5 (no host sync)
-                run["opt"].step()
-                if constrain:
-                    common.project_to_norm_(run["params"], run["w"])  # back onto the sphere ||theta|| = w
+                run_step(run, next(run["batches"]))
         bar.update(1)
     bar.close()
     return evaluated, m, err

@@ -88,6 +88,10 @@ Choices (paper vs the authors' code, ../shared/REFERENCE.md):
   molecules with boolean masks (no DataLoader, no collation, no .item()). On CUDA the masks' variable
   sizes make one implicit host sync per step (torch's nonzero); nothing else syncs between
   evaluations. The projection is common.project_to_norm_batched_ (the fused Triton kernel on CUDA).
+- No CUDA graph (common.graph_step), unlike the other scripts: a graph needs fixed shapes, but each
+  epoch's fresh permutation gives nearly every batch its own node and edge counts (far too many graphs),
+  and padding to a fixed size would change the GEMM shapes and reduction lengths over nodes and edges,
+  so the graphed steps would no longer be the eager ones bit for bit.
 """
 import argparse
 import csv
