@@ -689,6 +689,28 @@ def claim_full_trajectory(r):
             f"m {s['m_init']:.2f} -> {s['m_final']:.2f}", delay_verdict(s["grok_ratio"]))
 
 
+def claim_small_init(r):
+    """Small init does not grok: the largest delay of the small-init runs (teacher-student alpha 0.5 at every
+    wd, the IMDb and QM9 alpha-1 controls, where run) is < 2: reproduced; < 10: partly; else not."""
+    got = []
+    grid = r.summary("fig2b/grid")
+    if grid:
+        got += [(f"TS alpha 0.5 wd {m['wd']:g}", m["grok_ratio"]) for m in grid["members"] if m["alpha"] == 0.5]
+    imdb = r.summary("fig4/run")
+    if imdb and imdb.get("control"):
+        got.append(("IMDb alpha 1", imdb["control"]["grok_ratio"]))
+    qm9 = r.summary("fig5/control")
+    if qm9:
+        got.append(("QM9 alpha 1", qm9["grok_ratio"]))
+    if not got:
+        return None
+    text = ", ".join(f"{k}: {fmt(v)}x" for k, v in got)
+    if any(v is None for _, v in got):
+        return text + " (a run never reached the test threshold)", NOT
+    worst = max(v for _, v in got)
+    return text, REPRODUCED if worst < 2 else PARTLY if worst < 10 else NOT
+
+
 @dataclass
 class Claim:
     figs: str
@@ -717,6 +739,8 @@ CLAIMS = [
     Claim("fig5", "QM9: reduced train loss L, test loss U at small N", claim_landscape_lu("fig5/landscape", error=False)),
     Claim("fig5", "QM9: larger N removes the train/test mismatch", claim_gap_shrinks("fig5/landscape", error=False)),
     Claim("fig5", "QM9: grokking at alpha 3 (no wd), none at alpha 1", claim_run_delay("fig5/run", control="fig5/control", acc=False)),
+    Claim("fig2b", "Small initializations do not grok (teacher-student alpha 0.5; IMDb and QM9 at alpha 1)",
+          claim_small_init),
     Claim("fig7a", "Modular addition: grokking; the weight norm peaks while overfitting, ends below its start", claim_modadd_run),
     Claim("fig7b", "Fixed norm alpha 0.8 almost eliminates grokking (train and test rise together)", claim_degrok),
     Claim("fig9", "Modular addition: LU holds for alpha in [0.1, 4]", claim_modadd_lu, paper_only=True),
@@ -767,7 +791,9 @@ def write_report(out, scale, session=None):
         for run in fig.runs:
             rec = out / fig.key / run.name / "reproduce.json"
             records[(fig.key, run.name)] = json.loads(rec.read_text()) if rec.exists() else None
-    config = next((json.loads(p.read_text()) for p in sorted(out.glob("*/*/config.json"))), {})
+    configs = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/config.json"))]
+    config = configs[0] if configs else {}
+    made_at = sorted({(c.get("git_commit") or "?")[:7] for c in configs})
     compute = sum(r.get("seconds", 0) for r in records.values() if r)
     dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
     versions = ", ".join(f"{k} {v}" for k, v in [("python", config.get("python")), ("torch", config.get("torch")),
@@ -775,7 +801,8 @@ def write_report(out, scale, session=None):
                                                 ("rdkit", _version("rdkit"))] if v)
     lines = [f"# Omnigrok reproduction report ({scale} scale)", "",
              f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-             f"- commit: {_git('rev-parse', '--short', 'HEAD') or '?'}{dirty}",
+             f"- commit: {_git('rev-parse', '--short', 'HEAD') or '?'}{dirty} (this report); the runs were made at "
+             f"{', '.join(made_at) or '-'}",
              f"- device: {config.get('device', '?')} ({config.get('device_name', '?')}, {os.cpu_count()} CPU cores here)",
              f"- versions: {versions}",
              f"- scale: `{scale}`; runs: {sum(1 for r in records.values() if r and r.get('status') == 'done')} done"
@@ -794,34 +821,32 @@ def write_report(out, scale, session=None):
         lines.append(f"| {BY_KEY[c.figs].label} | {c.paper} | {text} | **{verdict}** | `{c.rule.__qualname__.split('.')[0]}` |")
     lines.append("")
 
-    lines += ["## Figures", ""]
-    here = out
+    lines += ["## Figures", "", "Ours on the left; on the right the figures the authors' notebooks saved "
+              "(docs/paper_figures/README.md), where they saved one.", ""]
     for fig in FIGURES:
         lines += [f"### {fig.label}: {fig.title}", ""]
+        ours = []
         for run in fig.runs:
             rec, d = records[(fig.key, run.name)], out / fig.key / run.name
             if not implemented(run):
-                lines += [f"- `{run.name}`: not implemented (`{run.script}` does not exist yet)", ""]
+                lines.append(f"- `{run.name}`: not implemented (`{run.script}` does not exist yet)")
                 continue
             if rec is None:
-                lines += [f"- `{run.name}`: not run", ""]
+                lines.append(f"- `{run.name}`: not run")
                 continue
             cmd = shlex.join(["python", *settings_key(shlex.split(rec["command"]))])
             status = {"done": f"{fmt_time(rec.get('seconds'))}", "failed": "**failed** (see reproduce.log)",
                       "running": "unfinished",
                       "submitted": "SLURM job " + ("done" if finished(d) else "not finished")}[rec["status"]]
-            lines += [f"- `{run.name}` ({status}): `{cmd}`", ""]
-            for png in sorted(d.glob("*.png")):
-                lines.append(f"![{fig.key} {run.name} {png.stem}]({os.path.relpath(png, here)})")
-            lines.append("")
-        if fig.authors:
-            lines.append("The authors' figure(s), saved by their notebooks (docs/paper_figures/README.md):")
-            lines.append("")
-            for name in fig.authors:
-                lines.append(f"![authors {name}]({os.path.relpath(PAPER_FIGURES / name, here)})")
-            lines.append("")
-        else:
-            lines += ["The authors' notebooks saved no figure for this one.", ""]
+            lines.append(f"- `{run.name}` ({status}): `{cmd}`")
+            ours += [f"![{fig.key} {run.name} {png.stem}]({os.path.relpath(png, out)})" for png in sorted(d.glob("*.png"))]
+        theirs = [f"![authors {name}]({os.path.relpath(PAPER_FIGURES / name, out)})" for name in fig.authors]
+        lines += ["", "| ours | the authors' |", "|---|---|"]
+        for k in range(max(len(ours), len(theirs), 1)):
+            left = ours[k] if k < len(ours) else ""
+            right = theirs[k] if k < len(theirs) else "(none saved)" if k == 0 else ""
+            lines.append(f"| {left} | {right} |")
+        lines.append("")
     (out / "REPORT.md").write_text("\n".join(lines))
     return out / "REPORT.md"
 
