@@ -172,6 +172,9 @@ def test_unknown_figure_is_one_line_exit_2():
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--only", "fig99", "--dry-run"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "fig99" in out.stderr
+    out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--report-only", "--out", "/tmp/no-such-reproduction"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no reproduction" in out.stderr
 
 
 # ---- the claim rules, both ways -------------------------------------------------------------------
@@ -236,3 +239,14 @@ def test_slurm_dry_run_chains_a_run_to_the_grid_it_needs(tmp_path):
     assert "--array=0-2" in sbatch[0] and "--shard slurm" in sbatch[0] and "--merge" in sbatch[1]
     assert "--dependency=afterok:" in sbatch[2] and "--mode trajectory" in sbatch[2] and "--array" not in sbatch[2]
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_gap_rule_reads_the_largest_fitted_alpha():
+    rule = rp.claim_gap_shrinks("fig5/landscape", error=False)
+    s = {"alphas": [0.3, 1, 3, 10], "sizes": [20, 3000],
+         "train_loss_best": [[1.0, 1e-6, 1e-5, 50.0], [2.0, 1.5, 1.6, 60.0]],   # N = 20 fits up to alpha 3
+         "test_loss_best": [[2.0, 0.8, 200.0, 1e9], [2.1, 1.6, 1.7, 61.0]]}
+    text, verdict = rule(Fixture({"fig5/landscape": s}))
+    assert "alpha 3:" in text and verdict == rp.REPRODUCED
+    s["train_loss_best"][1][2], s["test_loss_best"][1][2] = 0.0, 300.0  # the large N overfits just as much
+    assert rule(Fixture({"fig5/landscape": s}))[1] == rp.NOT
