@@ -505,7 +505,7 @@ def claim_run_delay(name, control=None, acc=True):
             return None
         c = s.get("control") if control == "inline" else r.summary(control) if control else None
         kind = "acc" if acc else "loss"
-        text = f"train {s.get(f'train_{kind}_step')}, test {s.get(f'test_{kind}_step')}: delay {fmt(s['grok_ratio'])}x"
+        text = f"train {fmt(s.get(f'train_{kind}_step'))}, test {fmt(s.get(f'test_{kind}_step'))}: delay {fmt(s['grok_ratio'])}x"
         v = delay_verdict(s["grok_ratio"])
         if c is not None:
             text += f"; alpha 1 control: {fmt(c['grok_ratio'])}x"
@@ -620,7 +620,8 @@ def claim_degrok(r):
     if not s:
         return None
     q = s["grok_ratio"]
-    text = f"train {s['train_acc_step']}, test {s['test_acc_step']}: ratio {fmt(q)}; final test acc {s['final_test_acc']:.3f}"
+    text = (f"train {fmt(s['train_acc_step'])}, test {fmt(s['test_acc_step'])}: ratio {fmt(q)}; "
+            f"final test acc {s['final_test_acc']:.3f}")
     return text, NOT if q is None else REPRODUCED if q <= 2 else PARTLY if q <= 5 else NOT
 
 
@@ -693,7 +694,7 @@ def claim_full_trajectory(r):
     s = r.summary("table1/run")
     if not s:
         return None
-    return (f"train {s['train_acc_step']}, test {s['test_acc_step']}: delay {fmt(s['grok_ratio'])}x; "
+    return (f"train {fmt(s['train_acc_step'])}, test {fmt(s['test_acc_step'])}: delay {fmt(s['grok_ratio'])}x; "
             f"m {s['m_init']:.2f} -> {s['m_final']:.2f}", delay_verdict(s["grok_ratio"]))
 
 
