@@ -845,7 +845,7 @@ def write_report(out, scale, session=None):
             if rec is None:
                 lines.append(f"- `{run.name}`: not run")
                 continue
-            cmd = shlex.join(["python", *settings_key(shlex.split(rec["command"]))])
+            cmd = shlex.join(["python", *rec["settings"]])  # paths relative to the repository
             status = {"done": f"{fmt_time(rec.get('seconds'))}", "failed": "**failed** (see reproduce.log)",
                       "running": "unfinished",
                       "submitted": "SLURM job " + ("done" if finished(d) else "not finished")}[rec["status"]]
