@@ -58,7 +58,7 @@ LOOPS = {"mnist": ["authors_float64", "ours_float64", "ours_float32"],
          "modadd": ["ours_float32", "authors_loop", "ours_float64", "ours_constrained_float32",
                     "authors_loop_constrained"],
          "imdb": ["bare_lstm_step", "ours", "authors"],
-         "qm9": ["authors", "ours"]}
+         "qm9": ["authors", "ours", "ours --compile"]}
 
 
 @pytest.mark.parametrize("experiment", list(LOOPS))

@@ -175,6 +175,7 @@ def test_onehot_edge_network_is_the_authors_network():
     (["--size", "41"], "asked for 41 molecules"),
     (["--mode", "landscape", "--sizes", "3,10"], "--sizes must be integers >= 4"),
     (["--shard", "1/2"], "--mode run has no grid"),
+    (["--mode", "landscape", "--compile"], "--compile applies to --mode run"),
 ])
 def test_bad_input_exit_2(csv_dir, tmp_path, capsys, flags, words):
     out = tmp_path / "run"
@@ -212,6 +213,21 @@ def test_run_mode(csv_dir, tmp_path, capsys):
     assert m["steps"][0] == 0 and m["steps"][-1] == 40 and len(m["train_loss"]) == len(m["steps"])
     assert s["w_init"] == pytest.approx(3 * _w0(), rel=1e-5)  # alpha 3 multiplies every parameter
     assert m["train_loss"][-1] < m["train_loss"][0]  # it trains
+
+
+def test_compiled_run_agrees_with_eager(csv_dir, tmp_path, capsys):
+    """--compile (torch.compile, Inductor's C++ on CPU) trains the same model: the curves agree to float rounding."""
+    curves = {}
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "eager")
+        code, err = run_main(base(csv_dir, tmp_path) + ["--out", str(out), "--size", "30", "--steps", "30",
+                                                        "--alpha", "1"] + flag, capsys)
+        assert code == 0, err
+        curves[bool(flag)] = json.loads((out / "metrics.json").read_text())
+    assert curves[True]["steps"] == curves[False]["steps"]
+    for key in ("train_loss", "test_loss", "w"):
+        assert np.allclose(curves[True][key], curves[False][key], rtol=1e-4), key
+    assert json.loads((tmp_path / "compiled" / "summary.json").read_text())["compile"] is True
 
 
 def test_constrained_run_keeps_the_norm(csv_dir, tmp_path, capsys):
