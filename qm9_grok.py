@@ -40,6 +40,8 @@ float32, seed 0, --threads 1 as the machine was shared):
   with --compile 6.36x a step (739.4 steps/s) and 5.44x for a whole default run with the 22.5 s of a
   cold-cache torch.compile counted (~6 s once Inductor's cache is warm). --compile is not the default: it
   needs a C++ compiler and agrees with eager only to float rounding (the test: rtol 1e-4 over 30 steps).
+  The default run with --compile (idle, 1 thread): 2.7 min; train MSE <= 5 at step 970, test at 15,654
+  (16.1x; eager 18.8x), final test MSE 1.41 (eager 1.20): the same grokking, not the same digits.
 
 Data. The default source is the PyPI package qm9pack==1.0.3 (all 130,831 QM9 molecules as CSV, Index =
 GDB index, SMILES, Polarizability_bohr3 = PyG QM9 target 1, same unit), found with importlib.metadata
