@@ -269,7 +269,7 @@ def run_all(todo, jobs, scale):
     """todo: [(fig, run, dir, cmd)]. Longest (expected) first, a run only after the run it needs."""
     pending = sorted(todo, key=lambda t: -(t[1].est.get(scale) or 0))
     waiting_on = {id(t): t[1].needs for t in pending}
-    finished, failed, running = set(), [], {}
+    succeeded, failed, running = set(), [], {}
     total, done_n, t_start = len(pending), 0, time.time()
     est_left = sum(t[1].est.get(scale) or 0 for t in pending)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -278,7 +278,7 @@ def run_all(todo, jobs, scale):
                 need = waiting_on[id(t)]
                 if len(running) >= jobs:
                     break
-                if need and need not in finished and any(f"{x[0].key}/{x[1].name}" == need for x in
+                if need and need not in succeeded and any(f"{x[0].key}/{x[1].name}" == need for x in
                                                          pending + list(running.values())):
                     continue  # the run it needs is still to come
                 if need and need in failed:
@@ -298,7 +298,7 @@ def run_all(todo, jobs, scale):
                 name = f"{fig.key}/{run.name}"
                 done_n += 1
                 est_left -= run.est.get(scale) or 0
-                (finished.add if ok else failed.append)(name)
+                (succeeded.add if ok else failed.append)(name)
                 elapsed = time.time() - t_start
                 eta = est_left / jobs
                 print(f"[{done_n}/{total}] {name} {'done' if ok else 'FAILED (see ' + str(d / 'reproduce.log') + ')'}"
