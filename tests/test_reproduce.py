@@ -250,3 +250,12 @@ def test_gap_rule_reads_the_largest_fitted_alpha():
     assert "alpha 3:" in text and verdict == rp.REPRODUCED
     s["train_loss_best"][1][2], s["test_loss_best"][1][2] = 0.0, 300.0  # the large N overfits just as much
     assert rule(Fixture({"fig5/landscape": s}))[1] == rp.NOT
+
+
+def test_a_missing_script_is_listed_as_not_implemented(fake, capsys):
+    figs, out, calls = fake
+    figs[1].runs[0].script = "no_such_experiment.py"
+    assert rp.main(["--out", str(out), "--device", "cpu"]) == 0
+    assert "figB/run: not implemented (no_such_experiment.py does not exist yet)" in capsys.readouterr().out
+    assert calls() == ["1"]
+    assert "- `run`: not implemented (`no_such_experiment.py` does not exist yet)" in (out / "REPORT.md").read_text()
