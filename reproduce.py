@@ -34,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -179,28 +180,32 @@ def full_command(out, fig, run, scale, device, threads):
     return [sys.executable, str(REPO / cmd[0]), *cmd[1:]]
 
 
+def relative(cmd):
+    """A subprocess argv without the interpreter, paths inside the repository made relative to it."""
+    return [os.path.relpath(a, REPO) if a.startswith(str(REPO)) else a for a in cmd[1:]]
+
+
 def settings_key(cmd):
-    """What makes two runs the same: the command without the interpreter path and --threads."""
-    key, skip = [], False
-    for a in cmd[1:]:
-        if skip:
-            skip = False
-        elif a == "--threads":
-            skip = True
-        else:
-            key.append(os.path.relpath(a, REPO) if a.startswith(str(REPO)) else a)
+    """What makes two runs the same: the relative command without --threads."""
+    key = relative(cmd)
+    if "--threads" in key:
+        k = key.index("--threads")
+        del key[k:k + 2]
     return key
+
+
+def read_json(path):
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def finished(d):
     """A run folder whose run ended well: reproduce.py saw it succeed, or a SLURM job it submitted wrote summary.json."""
-    rec = d / "reproduce.json"
-    status = json.loads(rec.read_text()).get("status") if rec.exists() else None
-    return (d / "summary.json").exists() and status in ("done", "submitted")
+    rec = read_json(d / "reproduce.json") or {}
+    return (d / "summary.json").exists() and rec.get("status") in ("done", "submitted")
 
 
 def is_done(d, cmd):
-    return finished(d) and json.loads((d / "reproduce.json").read_text()).get("settings") == settings_key(cmd)
+    return finished(d) and read_json(d / "reproduce.json").get("settings") == settings_key(cmd)
 
 
 def expand(only):
@@ -237,8 +242,8 @@ def write_json(path, obj):
 
 def prepare(d, cmd):
     """A folder made by another command is removed: the scripts would (rightly) refuse to mix its points."""
-    rec = d / "reproduce.json"
-    if rec.exists() and json.loads(rec.read_text()).get("settings") != settings_key(cmd):
+    rec = read_json(d / "reproduce.json")
+    if rec and rec.get("settings") != settings_key(cmd):
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
 
@@ -246,15 +251,15 @@ def prepare(d, cmd):
 def execute(d, cmd):
     """Run one experiment script; returns (ok, seconds)."""
     prepare(d, cmd)
-    rec = d / "reproduce.json"
-    write_json(rec, {"status": "running", "settings": settings_key(cmd), "command": shlex.join(cmd),
+    rec, key = d / "reproduce.json", settings_key(cmd)
+    write_json(rec, {"status": "running", "settings": key, "command": shlex.join(cmd),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     t0 = time.time()
     with open(d / "reproduce.log", "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode
     seconds = time.time() - t0
     ok = rc == 0 and (d / "summary.json").exists()
-    write_json(rec, {"status": "done" if ok else "failed", "returncode": rc, "settings": settings_key(cmd),
+    write_json(rec, {"status": "done" if ok else "failed", "returncode": rc, "settings": key,
                      "command": shlex.join(cmd), "seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return ok, seconds
 
@@ -349,9 +354,8 @@ class Results:
         self.out = Path(out)
 
     def _load(self, name, file):
-        fig, run = name.split("/")
-        p = self.out / fig / run / file
-        return json.loads(p.read_text()) if p.exists() and finished(p.parent) else None
+        d = self.out / name  # name: "fig/run"
+        return read_json(d / file) if finished(d) else None
 
     def summary(self, name):
         return self._load(name, "summary.json")
@@ -464,7 +468,7 @@ def claim_modadd_slopes(r):
     return text, worst
 
 
-def claim_landscape_lu(name, *, error, row_size=None, what="N"):
+def claim_landscape_lu(name, *, error, row_size=None):
     """LU on the row of the smallest N (the paper: "LU holds truer for smaller data")."""
     def rule(r):
         s = r.summary(name)
@@ -477,7 +481,7 @@ def claim_landscape_lu(name, *, error, row_size=None, what="N"):
         else:
             tr, te = _row(s["train_loss_best"], i), _row(s["test_loss_best"], i)
         ell, u, text = lu_check(s["alphas"], tr, te, error=error)
-        return f"{what} = {sizes[i]}: {text}", lu_verdict(ell, u)
+        return f"N = {sizes[i]}: {text}", lu_verdict(ell, u)
     return rule
 
 
@@ -537,7 +541,6 @@ def claim_repr(r):
     s = r.summary("fig8/repr")
     if not s:
         return None
-    import statistics
     tr, te = s["train_loss_best"], s["test_loss_best"]
     cells = [(a, b) for ra, rb in zip(tr, te) for a, b in zip(ra, rb) if a is not None and b is not None and a > 0]
     mismatch = statistics.median(b / a for a, b in cells)
@@ -798,8 +801,7 @@ def write_report(out, scale, session=None):
     records = {}
     for fig in FIGURES:
         for run in fig.runs:
-            rec = out / fig.key / run.name / "reproduce.json"
-            records[(fig.key, run.name)] = json.loads(rec.read_text()) if rec.exists() else None
+            records[(fig.key, run.name)] = read_json(out / fig.key / run.name / "reproduce.json")
     configs = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/config.json"))]
     config = configs[0] if configs else {}
     made_at = sorted({(c.get("git_commit") or "?")[:7] for c in configs})
@@ -880,10 +882,10 @@ def publish(out, dest, scale):
                     or (p.name == "metrics.json" and p.stat().st_size < 1e6)
                 if keep and p.is_file():
                     shutil.copy2(p, dst / p.name)
-    session = out / "reproduce.json"
-    if session.exists():
-        shutil.copy2(session, dest / "reproduce.json")
-    return write_report(dest, scale, json.loads(session.read_text()) if session.exists() else None)
+    session = read_json(out / "reproduce.json")
+    if session:
+        write_json(dest / "reproduce.json", session)
+    return write_report(dest, scale, session)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -941,9 +943,8 @@ def main(argv=None):
         if not out.is_dir():
             print(f"reproduce.py: no reproduction in {out} (run it first, or give --out)", file=sys.stderr)
             return 2
-        session = out / "reproduce.json"
-        session = json.loads(session.read_text()) if session.exists() else None
-        path = publish(out, args.publish, args.scale) if args.publish else write_report(out, args.scale, session)
+        path = (publish(out, args.publish, args.scale) if args.publish
+                else write_report(out, args.scale, read_json(out / "reproduce.json")))
         print(f"wrote {path}")
         return 0
 
@@ -963,8 +964,7 @@ def main(argv=None):
         return submit_all(todo, args, device)
     if args.dry_run:
         for _, _, _, cmd in todo:
-            print(shlex.join(["python", *[os.path.relpath(a, REPO) if a.startswith(str(REPO)) else a
-                                          for a in cmd[1:]]]))
+            print(shlex.join(["python", *relative(cmd)]))
         print(f"# {len(todo)} to run, {len(skipped)} already done", file=sys.stderr)
         return 0
 
@@ -979,8 +979,8 @@ def main(argv=None):
                "failed": failed, "seconds": time.time() - t0, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if todo:
         write_json(out / "reproduce.json", session)
-    elif (out / "reproduce.json").exists():
-        session = json.loads((out / "reproduce.json").read_text())
+    else:  # nothing ran: the report keeps the last reproduction's wall time
+        session = read_json(out / "reproduce.json")
     report = write_report(out, args.scale, session)
     print(f"{len(todo) - len(failed)} runs done, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; "
           f"{fmt_time(time.time() - t0)}; report: {report}")
