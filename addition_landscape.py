@@ -293,12 +293,6 @@ def keep_freed_memory():
             pass
 
 
-def make_adam(args, params, lr, beta2, capturable=False):
-    # Fused Adam: one kernel over all stacked tensors (5x faster than foreach on CPU for a 441-model grid).
-    # capturable (CUDA): the step count stays on the device, as a CUDA graph needs.
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, beta2), weight_decay=0.0, fused=True, capturable=capturable)
-
-
 # ----------------------------------------------------------------------------------------------
 # landscape analysis (Table 1, first row): R and w fixed, only the decoder direction trained
 # ----------------------------------------------------------------------------------------------
@@ -314,7 +308,11 @@ def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
     params = [torch.stack([t] * E).requires_grad_() for t in decoder_params(args, device, dtype)]
     w0 = common.global_norm(decoder_params(args, device, dtype)).item()
     w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every decoder parameter
-    opt = make_adam(args, params, args.lr, args.beta2, capturable=device.type == "cuda")
+    # Fused Adam (4x faster than foreach on CPU for a 441-model grid) whose members' numbers do not depend on
+    # the ensemble (a shard == the whole grid); capturable (CUDA): its step count stays on the device.
+    opt = common.EnsembleAdam(params, lr=args.lr, betas=(0.9, args.beta2), weight_decay=0.0,
+                              capturable=device.type == "cuda")
+    params = opt.params
     best_train = torch.full((E,), math.inf, device=device, dtype=dtype)
 
     def train_step():  # on CUDA one graph replay (common.graph_step), on CPU as written

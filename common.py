@@ -148,6 +148,44 @@ def decay_weights_(params, lr, wd):
     torch._foreach_mul_(params, [factor.to(p.dtype).view(-1, *([1] * (p.dim() - 1))) for p in params])
 
 
+class EnsembleAdam(torch.optim.Adam):
+    """torch.optim.Adam(fused=True) for stacked ensemble parameters, such that a member's numbers do not
+    depend on the ensemble it trains in: a grid's shard gives the whole grid's points bit for bit (CPU).
+
+    On CPU the fused kernel updates a tensor's last numel % 16 elements (float32, AVX-512) in a scalar loop
+    that rounds differently from its vector loop, and those elements belong to the last member. So each
+    parameter here is a view of the front of a flat buffer padded to a multiple of 64 elements; step()
+    copies the gradients into the buffers' gradients and steps the buffers, and every element takes the
+    vector loop (the padding stays zero). Costs one gradient copy: 0.14 vs 0.11 ms a teacher-student sweep
+    step, 21 vs 14 ms for a 441-model addition grid (1 thread, measured 2026-12-03); foreach Adam: 0.27, 84.
+    Train `opt.params`: the tensors given (values, shapes, order), now views of the buffers."""
+    PAD = 64
+
+    def __init__(self, params, **kwargs):
+        self.params, self._grads, flat = [], [], []
+        for p in params:
+            n = p.numel()
+            buf = torch.zeros(-(-n // self.PAD) * self.PAD, dtype=p.dtype, device=p.device)
+            buf[:n].copy_(p.detach().reshape(-1))
+            buf.grad = torch.zeros_like(buf)
+            self.params.append(buf[:n].view(p.shape).detach().requires_grad_())
+            self._grads.append(buf.grad[:n].view(p.shape))
+            flat.append(buf)
+        super().__init__(flat, fused=True, **kwargs)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:  # the model's gradients (the buffers' are overwritten by step)
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self):
+        torch._foreach_copy_(self._grads, [p.grad for p in self.params])
+        super().step()
+
+
 # ----------------------------------------------------------------------------------------------
 # grids beyond one machine: shards, one file per grid point, merge (DESIGN.md, "Scale beyond one machine")
 # ----------------------------------------------------------------------------------------------

@@ -92,7 +92,9 @@ def mlp_params(seed, width, dtype, device):
 def forward(params, x):
     """Batched tanh MLP: params have a leading ensemble dim E, x is [N, 5] -> [E, N, 5]."""
     W1, b1, W2, b2, W3, b3 = params
-    h = torch.tanh(torch.einsum("nd,ehd->enh", x, W1) + b1[:, None])
+    # x expanded to [E, N, 5], not einsum: einsum takes another path for E = 1 (float64), and a member's numbers
+    # would depend on the size of its ensemble
+    h = torch.tanh(torch.baddbmm(b1[:, None], x.expand(len(W1), *x.shape), W1.transpose(1, 2)))
     h = torch.tanh(torch.baddbmm(b2[:, None], h, W2.transpose(1, 2)))
     return torch.baddbmm(b3[:, None], h, W3.transpose(1, 2))
 
@@ -118,8 +120,10 @@ def train_ensemble(args, alphas, wds, steps, *, constrain, desc, device, dtype):
     params = [torch.stack(ts).requires_grad_() for ts in zip(*members)]
     w_target = common.scale_by_alpha_batched_(params, alphas)  # alpha multiplies every parameter of member e
     wd_t = torch.tensor(wds, dtype=dtype, device=device)
-    # fused: one kernel for all tensors; capturable (CUDA): its step count stays on the device, as a CUDA graph needs
-    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=0.0, fused=True, capturable=device.type == "cuda")
+    # fused Adam whose members' numbers do not depend on the ensemble (a shard == the whole grid);
+    # capturable (CUDA): its step count stays on the device, as a CUDA graph needs
+    opt = common.EnsembleAdam(params, lr=args.lr, weight_decay=0.0, capturable=device.type == "cuda")
+    params = opt.params
 
     def losses_and_acc(x, y):
         err = (forward(params, x) - y).pow(2).mean(-1)  # [E, N]: mean squared error per sample
@@ -346,7 +350,8 @@ def wd_sweep_mode(args, out, device, dtype):
         ax.set_xscale("log")
         ax.set_xlabel("weight decay")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # (nothing to label when no member reached the threshold)
+            ax.legend(fontsize=8)
     axes[0].set_title(f"alpha = {args.sweep_alpha:g}")
     common.savefig(fig, out / "wd_sweep.png")
     return summary

@@ -57,7 +57,9 @@ def batched_norm_torch(tensors):
     """Per-model norms [E] of tensors that share a leading ensemble dimension E."""
     acc = _acc_dtype(tensors[0])
     per_tensor = [torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=acc) for t in tensors]
-    return torch.linalg.vector_norm(torch.stack(per_tensor), dim=0)
+    # [E, tensors] and a reduction along the contiguous last dim: a member's norm is then summed in the same
+    # order whatever E is (a reduction over dim 0 vectorizes across members, and its order depends on E).
+    return torch.linalg.vector_norm(torch.stack(per_tensor, dim=1), dim=1)
 
 
 def project_to_norm_batched_torch_(tensors, targets):

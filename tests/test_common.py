@@ -110,3 +110,54 @@ def test_scale_by_alpha_batched_scales_each_member_by_its_alpha():
     expected = torch.tensor([0.5, 1.0, 9.0], dtype=torch.float64) * w0
     torch.testing.assert_close(w, expected)
     torch.testing.assert_close(common.batched_norm(stacked), expected)
+
+
+def _member_run(opt_cls, E, pos, dtype, steps=100, **kw):
+    """Member `pos` of an E-member ensemble after `steps` Adam steps on a member-wise loss (the other members are
+    different). A member has 13 x 11 and 15 elements: up to 15 of them fall in a tensor's last numel % 16, which
+    torch's CPU fused Adam updates in a scalar loop. Returns that member's tensors and the optimizer."""
+    g = torch.Generator().manual_seed(E)
+    params = [torch.randn(E, 13, 11, generator=g, dtype=dtype), torch.randn(E, 15, generator=g, dtype=dtype)]
+    for p, t in zip(params, (torch.linspace(-2, 2, 143, dtype=dtype).view(13, 11), torch.linspace(-3, 1, 15, dtype=dtype))):
+        p[pos] = t
+    params = [p.requires_grad_() for p in params]
+    opt = opt_cls(params, lr=1e-2, **kw)
+    params = getattr(opt, "params", params)
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        sum((torch.sin(3 * p) * (p - 0.1 * step)).sum() for p in params).backward()
+        opt.step()
+    return [p[pos].detach().clone() for p in params], opt
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ensemble_adam_member_does_not_depend_on_its_ensemble(dtype):
+    """A member's trajectory is bit for bit the same alone or at any place of a larger ensemble (a grid's shard ==
+    the whole grid), and it is Adam's."""
+    ref, _ = _member_run(common.EnsembleAdam, 1, 0, dtype)
+    for E in (2, 3, 7, 9):
+        for pos in (0, E // 2, E - 1):
+            got, opt = _member_run(common.EnsembleAdam, E, pos, dtype)
+            assert all(torch.equal(a, b) for a, b in zip(got, ref)), (E, pos)
+    for buf, p in zip(opt.param_groups[0]["params"], opt.params):  # the padding stays zero
+        assert buf.numel() % common.EnsembleAdam.PAD == 0 and not buf[p.numel():].any()
+        assert not opt.state[buf]["exp_avg"][p.numel():].any()
+    adam, _ = _member_run(torch.optim.Adam, 1, 0, dtype, foreach=False)
+    for a, b in zip(ref, adam):
+        torch.testing.assert_close(a, b, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_norm_of_a_member_does_not_depend_on_its_ensemble(dtype):
+    """(Summing the per-tensor norms over dim 0 of [tensors, E] gave float64 members other last bits at E = 1.)"""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(100, 5), (100,), (100, 100), (100,), (5, 100), (5,), (7,), (3, 3)]
+    for trial in range(5):
+        member = [torch.randn(1, *s, generator=g, dtype=dtype) * (trial + 1) for s in shapes]
+        ref = common.batched_norm(member)[0]
+        for E in (2, 3, 8, 9):
+            for pos in (0, E - 1):
+                stacked = [torch.randn(E, *t.shape[1:], generator=g, dtype=dtype) for t in member]
+                for s, t in zip(stacked, member):
+                    s[pos] = t[0]
+                assert common.batched_norm(stacked)[pos] == ref, (trial, E, pos)

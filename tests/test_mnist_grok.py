@@ -79,6 +79,20 @@ def test_loader_reads_idx_fixture(data_dir):
     assert mg.subset(160, 50, 0).tolist() != mg.subset(160, 50, 1).tolist()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "labels"])
+def test_a_damaged_idx_file_is_one_sentence_exit_2(damage, tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, b in idx_bytes().items():
+        (raw / name).write_bytes(b)
+    name = "train-labels-idx1-ubyte" if damage == "labels" else "train-images-idx3-ubyte"
+    b = (raw / name).read_bytes()
+    (raw / name).write_bytes({"truncated": b[:-5], "foreign": b"<html>not found</html>" + b,
+                              "labels": b[:4] + struct.pack(">I", 159) + b[8:-1]}[damage])
+    code, err = run_main(["--data-dir", str(tmp_path), "--offline", "--steps", "5", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "could not read MNIST" in err and len(err.strip().splitlines()) == 1, err
+
+
 def make_tarball(path, files):
     with tarfile.open(path, "w:gz") as tar:
         for name, b in files.items():
@@ -244,8 +258,12 @@ def test_ensemble_with_different_training_sets_equals_single_runs(data_dir):
     cpu, f64 = torch.device("cpu"), torch.float64
     data = mg.load_mnist(args, cpu, f64)
     members = [{"alpha": 4.0, "wd": 0.3, "n_train": n} for n in (40, 120)]
-    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=False, desc="t", device=cpu, dtype=f64)
-    for mem, m in zip(members, ms):
-        _, [single], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64)
-        for k in single:
-            np.testing.assert_allclose(m[k], single[k], rtol=1e-9, atol=1e-12, err_msg=f"N={mem['n_train']} {k}")
+    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=False, desc="t", device=cpu, dtype=f64,
+                                     independent=True)
+    for mem, m in zip(members, ms):  # independent (the sweeps' setting): bit for bit, as a shard of one
+        _, [single], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64,
+                                           independent=True)
+        assert m == single, mem
+        _, [shared], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64)
+        for k in single:  # a single run (the shared batch's one GEMM): equal to rounding
+            np.testing.assert_allclose(m[k], shared[k], rtol=1e-9, atol=1e-12, err_msg=f"N={mem['n_train']} {k}")
