@@ -133,6 +133,7 @@ def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
     (["--alpha", "-2"], "--alpha must be positive"),
     (["--mode", "landscape", "--sizes", "20,500"], "larger than the 160"),
     (["--mode", "wd-sweep", "--wds", "0.1,x"], "--wds must be"),
+    (["--mode", "n-sweep", "--sizes", "40,120", "--batch-size", "50"], "must be >= --batch-size (50)"),
 ])
 def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
     out = tmp_path / "run"
