@@ -22,9 +22,11 @@ and the same test losses except at alpha = 9 (measured on 7 alphas x 4 m), so th
 `--steps 15000 --lr-decay-every 5000` is the notebook's. 4000 steps was not enough (0.06 at alpha = 9).
 The grids are the notebook's: coarse alpha in [0, 9] x m in [0, 0.2] (Fig. 6a,b; the paper's axis
 says "0..1" for m, the notebook's values are 0..0.2), fine alpha in [2.5, 4] x m in [0, 0.1] (Fig. 6d,e).
-Best values are recorded as the notebook does: the train loss minimum over every step, the test loss
-minimum over the log-spaced evaluations; final values too. With seed 58 one of the 10 test pairs
-(9 + 9 = 18) has an output symbol no training pair has, so test accuracy is at most 0.9.
+The notebook's files named trainbest_*/testbest_* hold each point's losses after the LAST step (the
+minimum is computed, never saved), so analyses and plots use those (--record final); --record best
+uses the minimum over training (train: every step, test: the log-spaced evaluations). summary.json
+has both. With seed 58 one of the 10 test pairs (9 + 9 = 18) has an output symbol no training pair
+has, so test accuracy is at most 0.9.
 
 Modes (every grid is ONE batched ensemble: one decoder per grid point, trained together):
     python addition_landscape.py --mode landscape     # Fig. 6a,b: train/test loss over (alpha, m), contour 0.05
@@ -44,20 +46,18 @@ CUDA graphs (common.graph_step; CPU path unchanged): on CUDA each training step 
 projection or weight decay) is one graph replay, in the grid modes and in run mode; the grid modes
 capture anew after each lr decay, since a graph keeps the lr it was captured with.
 
-Runtimes on 2 CPU cores shared with other jobs (measured, see README.md): run ~1 min; trajectory and
-gradient from a saved grid: seconds; landscape 11 x 11: 18 min wall (4.6 CPU-min); the paper-scale
-21 x 21 x 6000-step grid: 9.2 min wall (552 s, 2 threads, idle machine, 2026-11-29); 36 min while other
-jobs kept the load at 3-4.
-Expected result (seed 58, measured on the 21 x 21 grid): train loss ~0.7 at alpha = 0.9 (region I),
+Runtimes on 2 CPU cores (measured, README.md): run ~1 min; trajectory and gradient from a saved grid:
+seconds; landscape 11 x 11: 18 min wall (4.6 CPU-min); 21 x 21 x 6000 steps: 9.2 min (idle machine).
+Expected result (seed 58, --record best, 21 x 21 grid): train loss ~0.7 at alpha = 0.9 (region I),
 < 0.01 for alpha >= 4.05 at every m (region II), contour 0.05 from alpha ~2.5 at m = 0 to ~3.8 at
 m = 0.2; in region II the train loss varies by 0.002 along m, the test loss by 0.56; the lowest test
 loss (0.69, green star) is at m = 0.01, alpha = 2.25. The reduced trajectory (on the 11 x 11 grid)
-from A = (8, 0.15) moves to smaller w, then to smaller m alongside the boundary, and ends at the star. In run mode the train set
-is fitted first (90% at step ~700) and the test accuracy follows (90% at ~1150): a grokking delay of
-only ~1.6x, because the learned representation becomes linear early (m_hat -> 0 by step ~250).
-n-sweep (9 x 9 fine grid, 4000 steps): the 0.02 contour moves to larger alpha as N grows (more pairs
-are harder to fit), as in the notebook's Fig. 6e; at m = 0 it sits at alpha 2.51 (N = 45, where the
-star is) and 2.68 (N = 55), while N = 35 and 25 cross m = 0 left of the window (not connected).
+from A = (8, 0.15) moves to smaller w, then to smaller m alongside the boundary, and ends at the star.
+In run mode the train set is fitted first (90% at step ~700), the test accuracy follows (90% at ~1150):
+a grokking delay of only ~1.6x, as the learned representation becomes linear early (m_hat -> 0 by ~250).
+n-sweep (9 x 9 fine grid, 4000 steps, --record best): the 0.02 contour moves to larger alpha as N
+grows (more pairs are harder to fit), as in the notebook's Fig. 6e; at m = 0 it sits at alpha 2.51
+(N = 45, where the star is) and 2.68 (N = 55); N = 35 and 25 cross m = 0 left of the window.
 """
 import argparse
 import math
@@ -119,6 +119,10 @@ def parse_args(argv=None):
     p.add_argument("--n-trains", default="25,35,45,55", help="n-sweep mode: training sizes (Fig. 6e)")
     p.add_argument("--contour", type=float, default=None,
                    help="train-loss level of the I/II boundary (paper: 0.05 in Fig. 6a, 0.02 in Fig. 6e)")
+    p.add_argument("--record", default="final", choices=["final", "best"],
+                   help="grid modes: the loss of a grid point that every analysis and plot uses: final (after the last "
+                        "step: what the authors' notebook saved, in files named *best*, and plotted) or best (the "
+                        "minimum over training); summary.json holds both")
     p.add_argument("--chunk", type=int, default=0, help="grid points per batched ensemble (0: the whole grid)")
     common.add_shard_arg(p, "landscape, n-sweep (a point = one row of a landscape: one (N, m), all alphas)")
     p.add_argument("--landscape-from", default=None,
@@ -299,7 +303,7 @@ def keep_freed_memory():
 def train_fixed_norm(args, task, alphas, ms, n_train, *, device, dtype, desc):
     """One decoder per (alpha, m) pair, all trained at once at fixed norm alpha * w0 on the frozen
     representation R(m). Returns (eval steps, curves {key: [[E values] per eval step]}, best train loss
-    [E] (minimum over every step, as the notebook), w0)."""
+    [E] (minimum over every step, as the notebook computes it), w0)."""
     E, steps = len(alphas), args.steps
     tr_idx, te_idx = split(task, n_train)
     R = representation(task, torch.tensor(ms, device=device, dtype=dtype))
@@ -415,16 +419,24 @@ def assemble_landscape(args, task, n_train, rows):
                 train_loss_final=grid(arr["train_loss"][-1]), test_loss_final=grid(arr["test_loss"][-1]),
                 train_acc_best=grid(arr["train_acc"].max(0)), test_acc_best=grid(arr["test_acc"].max(0) if has_test else nan),
                 train_acc_final=grid(arr["train_acc"][-1]), test_acc_final=grid(arr["test_acc"][-1]))
-    ok = (flat_a > 0) & np.isfinite(test_best)
-    if has_test and ok.any():  # the generalizing solution: lowest reduced test loss at w > 0
-        r, c = np.unravel_index(np.argmin(np.where(ok, test_best, np.inf)), shape)
-        land["star"] = dict(alpha=float(alphas[c]), m=float(ms[r]), test_loss=float(test_best.reshape(shape)[r, c]))
+    set_star(land, args.record)
     cols = [r * n_a + j for r, rec in enumerate(present) if rec is not None for j in range(n_a)]  # flat, present
     curves = {k: [[row[c] for c in cols] for row in arr[k].tolist()] for k in CURVES}
     if not has_test:
         curves = {k: (v if k.startswith(("train", "w")) else None) for k, v in curves.items()}
     metrics = dict(steps=steps, alpha=flat_a[cols].tolist(), m=flat_m[cols].tolist(), **curves)
     return land, metrics
+
+
+def set_star(land, record):
+    """The generalizing solution (green star): the grid point of lowest recorded test loss at w > 0; none
+    without a test set. Set on every load, so a saved landscape's star follows the current --record."""
+    te = np.array(land[f"test_loss_{record}"], dtype=float)  # null (no test set) -> nan
+    te[:, np.array(land["alphas"]) == 0] = np.nan
+    land.pop("star", None)
+    if np.isfinite(te).any():
+        r, c = np.unravel_index(np.nanargmin(te), te.shape)
+        land["star"] = dict(alpha=land["alphas"][c], m=land["ms"][r], test_loss=float(te[r, c]))
 
 
 def compute_landscape(args, n_train, *, device, dtype, desc="landscape"):
@@ -520,7 +532,7 @@ def eq6_field(land, args, sigma):
     alphas, ms = np.array(land["alphas"]), np.array(land["ms"])
     keep = alphas > 0
     ws = alphas[keep] * land["w0"]
-    z = smooth(np.array(land["train_loss_best"])[:, keep], sigma)
+    z = smooth(np.array(land[f"train_loss_{args.record}"])[:, keep], sigma)
     dz_dm, dz_dw = np.gradient(z, ms, ws)
     vw = -(dz_dw + args.wd * ws[None, :])
     vm = -args.eta_ratio * dz_dm
@@ -530,17 +542,18 @@ def eq6_field(land, args, sigma):
 # ----------------------------------------------------------------------------------------------
 # plots
 # ----------------------------------------------------------------------------------------------
-def heatmap(ax, land, key, title, *, contour=None, vmin=0.0, vmax=None, gamma=0.25):
-    """The paper's style: Reds, m = 0 at the top, a power colour scale that resolves small losses."""
+def heatmap(ax, land, kind, record, title, *, contour=None, vmin=0.0, vmax=None, gamma=0.25):
+    """The paper's style: Reds, m = 0 at the top, a power colour scale that resolves small losses. Draws
+    land[<kind>_loss_<record>] and the contour of the train loss of the same record."""
     from matplotlib.colors import PowerNorm
     xs = np.array(land["alphas"])
-    z = np.array(land[key], dtype=float)
+    z = np.array(land[f"{kind}_loss_{record}"], dtype=float)
     vmin = np.nanmin(z) if vmin is None else vmin
     vmax = vmax or np.nanmax(z)
     im = ax.pcolormesh(xs, land["ms"], z, shading="nearest", cmap="Reds", norm=PowerNorm(gamma, vmin, vmax))
     ax.figure.colorbar(im, ax=ax)
     if contour is not None:
-        train = np.array(land["train_loss_best"], dtype=float)
+        train = np.array(land[f"train_loss_{record}"], dtype=float)
         if np.nanmin(train) < contour < np.nanmax(train):
             cs = ax.contour(xs, land["ms"], train, levels=[contour], colors="gold", linestyles="--", linewidths=1.5)
             ax.clabel(cs, fmt=f"train {contour:g}", fontsize=7)
@@ -552,13 +565,15 @@ def heatmap(ax, land, key, title, *, contour=None, vmin=0.0, vmax=None, gamma=0.
     ax.set_title(title)
 
 
-def plot_landscape(land, args, path, which="best"):
+def plot_landscape(land, args, path, which):
+    land = dict(land)
+    set_star(land, which)  # the star of the losses shown
     plt = common.plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    heatmap(axes[0], land, f"train_loss_{which}", f"training loss ({which}, N={land['n_train']})",
+    heatmap(axes[0], land, "train", which, f"training loss ({which}, N={land['n_train']})",
             contour=args.contour, vmax=1.0)
     if np.isfinite(np.array(land[f"test_loss_{which}"], dtype=float)).any():
-        heatmap(axes[1], land, f"test_loss_{which}", f"test loss ({which})", contour=args.contour, vmin=None, gamma=0.5)
+        heatmap(axes[1], land, "test", which, f"test loss ({which})", contour=args.contour, vmin=None, gamma=0.5)
     fig.tight_layout()
     common.savefig(fig, path)
 
@@ -575,21 +590,22 @@ def landscape_mode(args, out, device, dtype):
     land = lands[args.n_train]
     common.write_json(out / "metrics.json", metrics[args.n_train])
     n = len(metrics[args.n_train]["alpha"])  # grid points trained (all, unless rows are missing)
-    summary = dict(landscape=land, contour=args.contour, wall_seconds=wall, missing=missing,
+    summary = dict(landscape=land, record=args.record, contour=args.contour, wall_seconds=wall, missing=missing,
                    grid_points=n, steps=args.steps, point_steps_per_second=n * args.steps / wall)
-    summary.update(_region_check(land, args.contour))
+    summary.update(_region_check(land, args.contour, args.record))
     common.write_json(out / "summary.json", summary)
-    plot_landscape(land, args, out / "landscape.png", "best")
-    plot_landscape(land, args, out / "landscape_final.png", "final")
+    other = "best" if args.record == "final" else "final"
+    plot_landscape(land, args, out / "landscape.png", args.record)
+    plot_landscape(land, args, out / f"landscape_{other}.png", other)
     print(f"grid {n} points x {args.steps} steps in {wall:.0f} s; star at {land.get('star')}")
     return summary
 
 
-def _region_check(land, contour):
+def _region_check(land, contour, record):
     """Numbers behind Fig. 6a,b: train loss at small vs large alpha, and how much train and test loss
     vary along m (averaged over the region II columns)."""
-    tr = np.array(land["train_loss_best"], dtype=float)
-    te = np.array(land["test_loss_best"], dtype=float)
+    tr = np.array(land[f"train_loss_{record}"], dtype=float)
+    te = np.array(land[f"test_loss_{record}"], dtype=float)
     alphas = np.array(land["alphas"])
     big = tr.max(0) < contour  # columns entirely in region II
     out = dict(train_loss_small_alpha=float(np.nanmean(tr[:, 1 if alphas[0] == 0 else 0])),
@@ -611,6 +627,7 @@ def _load_or_compute(args, out, device, dtype):
         land = saved.get("landscape") or next((la for la in saved.get("landscapes", [])
                                                if la["n_train"] == args.n_train), None)
         common.require(land is not None, f"--landscape-from: {path} holds no landscape for N = {args.n_train}.")
+        set_star(land, args.record)
         return land
     land, metrics, err = compute_landscape(args, args.n_train, device=device, dtype=dtype)
     common.write_json(out / "metrics.json", metrics)
@@ -629,7 +646,7 @@ def gradient_mode(args, out, device, dtype):
     keep = alphas > 0
     ws = alphas[keep] * land["w0"]
     lw = np.log(ws)
-    z = smooth(np.array(land["train_loss_best"], dtype=float)[:, keep], args.smooth)
+    z = smooth(np.array(land[f"train_loss_{args.record}"], dtype=float)[:, keep], args.smooth)
     dz_dm, dz_dlw = np.gradient(z, ms, lw)
     g_lw = -(dz_dlw + args.wd * ws[None, :] ** 2)  # d(1/2 gamma w^2)/d(log w) = gamma w^2
     g_m = -dz_dm
@@ -663,7 +680,7 @@ def gradient_mode(args, out, device, dtype):
     ax.set_title(f"training loss (N={land['n_train']}), -gradient" + (f" + wd {args.wd:g}" if args.wd else ""))
     common.savefig(fig, out / "gradient.png")
     # Fig. 6d's claim in numbers: near the boundary the negative gradient points to larger w, smaller m.
-    summary = dict(landscape=land, wd=args.wd, smooth=args.smooth,
+    summary = dict(landscape=land, record=args.record, wd=args.wd, smooth=args.smooth,
                    frac_arrows_to_larger_w=float((g_lw[near] > 0).mean()) if near.any() else None,
                    frac_arrows_to_smaller_m=float((g_m[near] < 0).mean()) if near.any() else None,
                    wall_seconds=time.time() - t0)
@@ -678,7 +695,7 @@ def integrate_eq6(land, args, start, max_steps=200_000):
     1/20 of a grid cell. Stops at a fixed point (or when it moved less than a grid cell in 1000 steps)
     or when w leaves the grid."""
     ws, ms, z, vw, vm = eq6_field(land, args, args.smooth)
-    te = smooth(np.array(land["test_loss_best"], dtype=float)[:, np.array(land["alphas"]) > 0], args.smooth)
+    te = smooth(np.array(land[f"test_loss_{args.record}"], dtype=float)[:, np.array(land["alphas"]) > 0], args.smooth)
     dw, dm = (ws[1] - ws[0]) / 20, (ms[1] - ms[0]) / 20
     w, m, t = start[0] * land["w0"], start[1], 0.0
     path = dict(t=[], w=[], alpha=[], m=[], train_loss=[], test_loss=[])
@@ -720,8 +737,9 @@ def trajectory_mode(args, out, device, dtype):
     common.write_json(out / "path.json", path)
     plt = common.plt()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    heatmap(axes[0], land, "train_loss_best", "training loss + reduced trajectory", contour=args.contour, vmax=1.0)
-    heatmap(axes[1], land, "test_loss_best", "test loss + reduced trajectory", contour=args.contour, vmin=None, gamma=0.5)
+    heatmap(axes[0], land, "train", args.record, "training loss + reduced trajectory", contour=args.contour, vmax=1.0)
+    heatmap(axes[1], land, "test", args.record, "test loss + reduced trajectory", contour=args.contour, vmin=None,
+            gamma=0.5)
     for ax in axes[:2]:
         ax.plot(path["alpha"], path["m"], color="purple", lw=2.5)
         ax.plot(path["alpha"][0], path["m"][0], "ko")
@@ -737,15 +755,12 @@ def trajectory_mode(args, out, device, dtype):
     axes[2].legend()
     fig.tight_layout()
     common.savefig(fig, out / "trajectory.png")
-    te = np.array(path["test_loss"])
-    # multiple descent: count the local minima of the test loss along the path (smoothed a little)
-    tes = np.convolve(te, np.ones(5) / 5, mode="valid") if len(te) > 5 else te
-    minima = int(np.sum((tes[1:-1] < tes[:-2]) & (tes[1:-1] < tes[2:])))
     end = dict(alpha=path["alpha"][-1], m=path["m"][-1], train_loss=path["train_loss"][-1],
                test_loss=path["test_loss"][-1])
-    summary = dict(landscape=land, start=dict(alpha=args.start_am[0], m=args.start_am[1]), wd=args.wd,
-                   eta_ratio=args.eta_ratio, end=end, test_loss_local_minima=minima,
-                   path_points=len(path["t"]), wall_seconds=time.time() - t0)
+    summary = dict(landscape=land, record=args.record, start=dict(alpha=args.start_am[0], m=args.start_am[1]),
+                   wd=args.wd, eta_ratio=args.eta_ratio, end=end, path_points=len(path["t"]),
+                   path_test_loss=path["test_loss"], path_train_loss=path["train_loss"],  # for Fig. 6c's descents
+                   wall_seconds=time.time() - t0)
     common.write_json(out / "summary.json", summary)
     print(f"path from {summary['start']} ends at {end}")
     return summary
@@ -764,29 +779,55 @@ def n_sweep_mode(args, out, device, dtype):
     plt = common.plt()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(lands)))
-    contour_alpha = {}
+    contour_alpha, smoothed = {}, {}
     for land, c in zip(lands, colors):
-        tr = smooth(np.array(land["train_loss_best"], dtype=float), args.smooth)
+        tr = smoothed[land["n_train"]] = smooth(np.array(land[f"train_loss_{args.record}"], dtype=float), args.smooth)
         if tr.min() < args.contour < tr.max():
             cs = ax.contour(land["alphas"], land["ms"], tr, levels=[args.contour], colors=[c], linestyles="--")
             ax.clabel(cs, fmt=f"N={land['n_train']}", fontsize=8)
         # where the contour crosses m = 0 and m = max: the boundary's position and tilt (theta)
         contour_alpha[land["n_train"]] = [_crossing(land["alphas"], row, args.contour) for row in (tr[0], tr[-1])]
+    # One star for all N, as the authors' Fig. 6e: the N = --n-train one (they placed it by hand there).
+    # "Connects to the star" is read as the distance from the star to each N's drawn contour.
     star = next((la["star"] for la in lands if la["n_train"] == args.n_train and "star" in la), None)
+    distance = {}
     if star:
         ax.plot(star["alpha"], star["m"], "*", color="green", ms=16, mec="k")
+        distance = {str(n): contour_distance(lands[0]["alphas"], lands[0]["ms"], tr, args.contour,
+                                             (star["alpha"], star["m"])) for n, tr in smoothed.items()}
     ax.set_ylim(lands[0]["ms"][-1], lands[0]["ms"][0])
     ax.set_xlim(lands[0]["alphas"][0], lands[0]["alphas"][-1])
     ax.set_xlabel("relative weight norm alpha = w / w0")
     ax.set_ylabel("representation messiness m")
     ax.set_title(f"training loss = {args.contour:g} contour")
     common.savefig(fig, out / "n_sweep.png")
-    summary = dict(landscapes=lands, contour=args.contour, star=star,
+    summary = dict(landscapes=lands, record=args.record, contour=args.contour, star=star,
+                   contour_distance_to_star=distance,
                    contour_alpha_at_m_min_max={str(k): v for k, v in contour_alpha.items()},
                    missing=missing, wall_seconds=wall)
     common.write_json(out / "summary.json", summary)
     print(f"contour alpha at (m_min, m_max) per N: {contour_alpha}")
     return summary
+
+
+def contour_distance(xs, ys, z, level, point, upsample=10):
+    """Distance from point (x, y) to the level contour of z[i, j] (at xs[j], ys[i]), in units of the grid's
+    sides. z is interpolated bilinearly onto a grid `upsample` times finer (as the authors' plots do) and
+    the contour is where it crosses level along the fine grid's edges. None if it never does."""
+    u, v = ((np.asarray(a, dtype=float) - a[0]) / (a[-1] - a[0]) for a in (xs, ys))
+    fu, fv = (np.linspace(0, 1, upsample * (len(a) - 1) + 1) for a in (u, v))
+    z = np.array([np.interp(fu, u, row) for row in np.asarray(z, dtype=float)])
+    z = np.array([np.interp(fv, v, col) for col in z.T]).T
+    px, py = (point[0] - xs[0]) / (xs[-1] - xs[0]), (point[1] - ys[0]) / (ys[-1] - ys[0])
+    pts = []
+    for a, b, x0, x1, y0, y1 in ((z[:, :-1], z[:, 1:], fu[:-1], fu[1:], fv[:, None], fv[:, None]),   # along x
+                                 (z[:-1], z[1:], fu[None], fu[None], fv[:-1, None], fv[1:, None])):  # along y
+        cross = ((a - level) * (b - level) <= 0) & (a != b)
+        t = np.where(cross, (level - a) / np.where(a != b, b - a, 1), 0)
+        x, y = np.broadcast_to(x0 + t * (x1 - x0), t.shape), np.broadcast_to(y0 + t * (y1 - y0), t.shape)
+        pts.append(np.hypot(x[cross] - px, y[cross] - py))
+    d = np.concatenate(pts)
+    return float(d.min()) if d.size else None
 
 
 def _crossing(xs, row, level):
@@ -888,7 +929,8 @@ def run_mode(args, out, device, dtype):
     land = _load_or_compute(args, out, device, dtype) if args.landscape_from else None
     ax = axes[2]
     if land:
-        heatmap(ax, land, "train_loss_best", "(w, m) over training, on the train landscape", contour=args.contour, vmax=1.0)
+        heatmap(ax, land, "train", args.record, "(w, m) over training, on the train landscape", contour=args.contour,
+                vmax=1.0)
     else:
         ax.set_ylim(1, 0)
         ax.set_xlabel("relative weight norm alpha = w / w0")

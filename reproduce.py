@@ -22,11 +22,14 @@ The registry below is the one list of figures -> commands. Each run has the READ
 the script's defaults for the figure) and what each scale appends to it (argparse: the last flag wins).
 tests/test_reproduce.py checks that the README's figure table and this registry agree.
 
-The claims table: every CLAIMS entry names the paper's statement, reads our numbers from the runs'
-summary.json (fig12 also its metrics.json curve), and turns them into a verdict by the rule written in it:
-reproduced / partly / not reproduced / not run. The rules do not depend on the scale; claims marked
-`paper_only` are about settings the quick scale changes (p = 31 instead of 113), so at the quick scale
-they are shown as "not decided (--scale paper)" with the measured value beside.
+The claims table: claims.py holds every claim beside the rule that judges it (its docstring quotes the paper
+and says where each threshold comes from; tests/test_claims.py checks each rule on the authors' own saved results
+and on a negative control). The rules do not depend on the scale; claims marked `paper_only` are about settings
+the quick scale changes (p = 31 instead of 113), so at the quick scale they are "not decided".
+
+    python reproduce.py --scale paper --max-run-hours 1 --reuse runs/reproduce/quick
+        # the paper scale on a CPU: runs estimated above an hour are left out (the report lists them as GPU or
+        # cluster jobs), runs whose command is the same at both scales are copied from the quick output
 """
 import argparse
 import json
@@ -34,7 +37,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -42,6 +44,9 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+import claims
+from claims import CLAIMS, NOT_RUN, REPRODUCED, SHOWN, evaluate, fmt
 
 REPO = Path(__file__).resolve().parent
 PAPER_FIGURES = REPO / "docs" / "paper_figures"  # the authors' saved figures (see its README.md)
@@ -78,7 +83,8 @@ TS, MNIST, IMDB, QM9 = "toy_teacher_student.py", "mnist_grok.py", "imdb_grok.py"
 MODADD, ADD = "modadd_transformer.py", "addition_landscape.py"
 # est: seconds on 2 CPU cores, one thread per run (two runs at a time). Quick: measured by `python reproduce.py`
 # (2026-12-03, 60.0 min in all). Paper: the same where the command is the same; else extrapolated from the
-# quick run by steps x grid points, or README's estimates (fig9 ~4.5 h, fig10a ~8 h); None: unknown (GPU jobs).
+# quick run by steps x grid points (x 1.5 s a step for IMDb's paper preset), or README's estimates (fig9
+# ~4.5 h, fig10a ~8 h). `--max-run-hours 1` skips the runs estimated above an hour (GPU or cluster jobs).
 FIGURES = [
     Figure("fig2a", "Fig. 2a", "Teacher-student: reduced training loss L, test loss U",
            [Run("landscape", TS, ["--mode", "landscape"], est={"quick": 34, "paper": 34})],
@@ -91,29 +97,36 @@ FIGURES = [
            [Run("wd-sweep", TS, ["--mode", "wd-sweep"], est={"quick": 269, "paper": 269})]),
     Figure("fig3abc", "Fig. 3a-c", "MNIST reduced landscape over (alpha, N)",
            [Run("landscape", MNIST, ["--mode", "landscape"], paper=["--paper-grid"],
-                est={"quick": 256, "paper": None})],
+                est={"quick": 256, "paper": 10500})],
            [f"mnist__landscape__plot-mnist-landscape_c{i}_{i - 1}.png" for i in (1, 2, 3)]),
-    Figure("fig3d", "Fig. 3d", "MNIST grokking: alpha 9, wd 0.3, 1,000 images",
-           [Run("run", MNIST, ["--alpha", "9", "--wd", "0.3"], est={"quick": 323, "paper": 323})],
+    Figure("fig3d", "Fig. 3d", "MNIST grokking, 1,000 images: the authors' run (alpha 8, wd 0.01) and the "
+           "README's main job (alpha 9, wd 0.3)",
+           # authors: the saved run of their mnist-grokking notebook (float64 there; float32 at the quick scale,
+           # where 1e5 float64 steps would take ~2x longer). run: the README's main job, App. C's alpha with wd 0.3.
+           [Run("authors", MNIST, ["--alpha", "8", "--wd", "0.01"], paper=["--dtype", "float64"],
+                est={"quick": 330, "paper": 700}),
+            Run("run", MNIST, ["--alpha", "9", "--wd", "0.3"], est={"quick": 323, "paper": 323})],
            ["mnist__grokking__mnist-grokking_c10_0.png"]),
     Figure("fig3e", "Fig. 3e", "MNIST: time to generalize vs training-set size",
            [Run("n-sweep", MNIST, ["--mode", "n-sweep"], est={"quick": 113, "paper": 113})]),
     Figure("fig4", "Fig. 4", "IMDb LSTM: reduced landscape and (weak) grokking at alpha 6",
            [Run("run", IMDB, [], quick=["--preset", "cpu", "--seq-len", "120"], paper=["--preset", "paper"],
-                est={"quick": 883, "paper": None}),
+                est={"quick": 883, "paper": 225000}),
             Run("landscape", IMDB, ["--mode", "landscape"], quick=["--preset", "cpu", "--sizes", "100,300,1000"],
-                paper=["--paper-grid", "--preset", "paper"], est={"quick": 361, "paper": None})],
+                paper=["--paper-grid", "--preset", "paper"], est={"quick": 361, "paper": 200000})],
            ["imdb__grokking__plot-imdb-grokking_c1_0.png"]
            + [f"imdb__landscape__plot-imdb-landscape_c{i}_{i - 1}.png" for i in (1, 2, 3)]),
     Figure("fig5", "Fig. 5", "QM9 graph network: reduced landscape and grokking at alpha 3 without wd",
-           [Run("run", QM9, [], quick=["--steps", "30000"], est={"quick": 95, "paper": 320}),
-            Run("control", QM9, ["--alpha", "1"], quick=["--steps", "30000"], est={"quick": 102, "paper": 340}),
-            Run("landscape", QM9, ["--mode", "landscape"], paper=["--paper-grid"], est={"quick": 334, "paper": None})],
+           [Run("run", QM9, [], quick=["--steps", "30000"], est={"quick": 95, "paper": 600}),
+            Run("control", QM9, ["--alpha", "1"], quick=["--steps", "30000"], est={"quick": 102, "paper": 600}),
+            Run("landscape", QM9, ["--mode", "landscape"], paper=["--paper-grid"], est={"quick": 334, "paper": 3000})],
            ["qm9__grokking__qm9-grokking_c2_0.png"]
            + [f"qm9__landscape__plot-qm9-landscape_c{i}_{i - 1}.png" for i in (1, 2, 3)]),
     Figure("fig6ab", "Fig. 6a,b", "Toy addition: training loss regions I/II and the test loss over (w, m)",
-           [Run("landscape", ADD, ["--mode", "landscape"], quick=["--grid-points", "11"],
-                est={"quick": 266, "paper": 970})],
+           # paper: the authors' notebook (21 x 21 grid, 15,000 steps, lr x0.2 every 5,000, labels (i + j) mod p);
+           # quick: an 11 x 11 grid with the schedule compressed 2.5x (6,000 steps, lr x0.2 every 2,000).
+           [Run("landscape", ADD, ["--mode", "landscape", "--labels", "mod"], quick=["--grid-points", "11"],
+                paper=["--steps", "15000", "--lr-decay-every", "5000"], est={"quick": 266, "paper": 2500})],
            ["mod-addition__landscape__plot-addition-landscape_c1_0.png",
             "mod-addition__landscape__plot-addition-landscape_c2_1.png"]),
     Figure("fig6c", "Fig. 6c", "Toy addition: a reduced trajectory and the losses along it",
@@ -122,12 +135,13 @@ FIGURES = [
            ["mod-addition__landscape__plot-addition-landscape_c3_2.png"]),
     Figure("fig6d", "Fig. 6d", "Toy addition: gradients at the I/II boundary",
            [Run("gradient", ADD, ["--mode", "gradient", "--landscape-from", "DIR"], needs="fig6e/n-sweep",
-                est={"quick": 3, "paper": 3})],
+                est={"quick": 3, "paper": 9000})],  # paper: it waits for fig6e's grids
            ["mod-addition__landscape__plot-addition-data-dependence_c1_0.png"]),
     Figure("fig6e", "Fig. 6e", "Toy addition: the I/II boundary vs training-set size",
-           [Run("n-sweep", ADD, ["--mode", "n-sweep"], quick=["--grid-points", "9", "--steps", "4000",
-                                                              "--lr-decay-every", "1333"],
-                est={"quick": 444, "paper": 3600})],
+           # quick: 9 x 9 fine grids and the schedule compressed 3.75x (4,000 steps, lr x0.2 every 1,333)
+           [Run("n-sweep", ADD, ["--mode", "n-sweep", "--labels", "mod"],
+                quick=["--grid-points", "9", "--steps", "4000", "--lr-decay-every", "1333"],
+                paper=["--steps", "15000", "--lr-decay-every", "5000"], est={"quick": 444, "paper": 9000})],
            ["mod-addition__landscape__plot-addition-data-dependence_c3_1.png"]),
     Figure("table1", "Table 1", "Toy addition, full trajectory (last row): representation and decoder trained",
            [Run("run", ADD, [], est={"quick": 17, "paper": 17})]),
@@ -135,11 +149,14 @@ FIGURES = [
            [Run("run", MODADD, [], est={"quick": 1274, "paper": 1274})],
            ["mod-addition__grokking__modular-addition-grokking_c14_0.png"]),
     Figure("fig7b", "Fig. 7b", "Modular addition at fixed norm alpha 0.8: no grokking",
-           [Run("run", MODADD, ["--constrain", "--alpha", "0.8", "--steps", "3000"], est={"quick": 209, "paper": 209})],
+           # paper: the authors' constrained run (15,000 steps, float64); quick: its first 3,000 steps in float32,
+           # where both curves have long reached their plateau (Fig. 7b: ~300 steps).
+           [Run("run", MODADD, ["--constrain", "--alpha", "0.8"], quick=["--steps", "3000"],
+                paper=["--steps", "15000", "--dtype", "float64"], est={"quick": 209, "paper": 1500})],
            ["mod-addition__grokking__modular-addition-grokking_c22_1.png",
             "mod-addition__grokking__modular-addition-grokking_c23_2.png"]),
     Figure("fig8", "Fig. 8", "MNIST landscape over representation messiness m and alpha (N = 60,000)",
-           [Run("repr", MNIST, ["--mode", "repr"], paper=["--paper-grid"], est={"quick": 190, "paper": None})],
+           [Run("repr", MNIST, ["--mode", "repr"], paper=["--paper-grid"], est={"quick": 190, "paper": 7400})],
            [f"mnist-repr__mnist-representation-landscape_c{c}_{i}.png" for i, c in enumerate((3, 4, 6))]),
     Figure("fig9", "Fig. 9", "Modular addition reduced landscape over (alpha, training fraction)",
            [Run("landscape", MODADD, ["--mode", "landscape"],
@@ -155,12 +172,43 @@ FIGURES = [
            [Run("wd-sweep", MNIST, ["--mode", "wd-sweep"], est={"quick": 679, "paper": 679})]),
     Figure("fig11", "Fig. 11", "MNIST reduced landscape with cross-entropy",
            [Run("landscape", MNIST, ["--mode", "landscape", "--loss", "ce"], paper=["--paper-grid"],
-                est={"quick": 250, "paper": None})]),
+                est={"quick": 250, "paper": 10500})]),
     Figure("fig12", "Fig. 12", "MNIST grokking with cross-entropy: a plateau, then a late rise",
            [Run("run", MNIST, ["--loss", "ce", "--alpha", "100", "--n-train", "200", "--wd", "0.03"],
                 est={"quick": 370, "paper": 370})]),
 ]
 BY_KEY = {f.key: f for f in FIGURES}
+
+# Where the quick scale differs from the paper scale, and why (REPORT.md says it under each figure).
+SAME = "quick = paper: the paper's settings take minutes on a CPU."
+SCALE_NOTES = {
+    "fig2a": SAME, "fig2b": SAME, "fig2c": SAME, "fig3e": SAME, "fig10b": SAME, "fig12": SAME, "table1": SAME,
+    "fig7a": SAME,
+    "fig3abc": "quick: 9 alphas x 8 sizes x 2,000 steps; paper: the authors' 21 x 28 x 1e4 (`--paper-grid`, ~3 h on "
+               "one core). The quick grid keeps the slices the claims read (N = 200, the largest N, alpha ~6.3).",
+    "fig11": "as Fig. 3a-c: quick 9 x 8 x 2,000 steps; paper the authors' 21 x 28 x 1e4.",
+    "fig3d": "the authors' run in float32 at the quick scale, float64 (as their notebook) at the paper scale: float64 "
+             "steps take ~2x longer on a CPU; the main job is the same at both.",
+    "fig4": "quick: hidden 64 and reviews cut to 120 tokens, 8,000 steps; landscape N = 100, 300, 1k with >= 200 steps "
+            "per point. paper: the authors' hidden 256, 500 tokens, 75,000 steps; landscape 11 alphas x 15 sizes, "
+            "5 epochs per point: ~1.5 s a step on a CPU, tens of hours, a GPU job.",
+    "fig5": "quick: 3e4 of the 1e5 steps (the drop of the test loss comes by ~2e4); landscape 9 alphas x 6 sizes. "
+            "paper: 1e5 steps; the authors' 21 alphas x 22 sizes.",
+    "fig6ab": "quick: an 11 x 11 grid, 6,000 steps with lr x0.2 every 2,000 (the notebook's schedule compressed "
+              "2.5x); paper: the notebook's 21 x 21, 15,000 steps, lr x0.2 every 5,000. Both: labels (i + j) mod p "
+              "and final losses, as the notebook.",
+    "fig6c": "the reduced trajectory on Fig. 6a,b's landscape of the same scale.",
+    "fig6d": "on Fig. 6e's N = 45 landscape of the same scale.",
+    "fig6e": "quick: 9 x 9 fine grids, 4,000 steps with lr x0.2 every 1,333; paper: the notebook's 21 x 21, 15,000 "
+             "steps, lr x0.2 every 5,000 (~2.5 h on one core).",
+    "fig7b": "quick: the first 3,000 of the authors' 15,000 steps, in float32 (both curves plateau by ~300 steps in "
+             "their figure); paper: 15,000 steps in float64, as their notebook.",
+    "fig8": "quick: 6 m x 8 alphas x 2,000 steps; paper: the authors' 21 x 20 x 1e4 (~2 h on one core).",
+    "fig9": "quick: p = 31, 5 alphas x 4 fractions, 600 steps (p = 113 takes ~4.5 h); its claims are decided at the "
+            "paper scale only.",
+    "fig10a": "quick: p = 31, 4 wds x 2 seeds, 90% threshold, 1e4 steps (p = 113 takes ~8 h); decided at the paper "
+              "scale only.",
+}
 
 
 def run_dir(out, fig, run):
@@ -229,6 +277,31 @@ def expand(only):
 
 def implemented(run):
     return (REPO / run.script).exists()
+
+
+def too_long(run, scale, max_hours):
+    """A run that --max-run-hours leaves to a GPU or a cluster (no estimate counts as too long)."""
+    est = run.est.get(scale)
+    return bool(max_hours) and (est is None or est > max_hours * 3600)
+
+
+def reuse(fig, run, cmd, out, other_out):
+    """--reuse: a run whose command is the same at both scales (and reads no other run) is copied from the
+    other scale's finished run, made with the same flags, instead of trained again: the scripts are
+    deterministic on CPU, so the same command gives the same numbers."""
+    d, src = run_dir(out, fig, run), run_dir(other_out, fig, run)
+    if run.needs or run.command("quick") != run.command("paper") or not finished(src):
+        return False
+    rec = read_json(src / "reproduce.json")
+    here, there = relative(["python", str(d), str(src)])
+    if rec.get("settings") != [there if a == here else a for a in settings_key(cmd)]:
+        return False  # another device, or other flags
+    if d.exists():
+        shutil.rmtree(d)
+    shutil.copytree(src, d)
+    write_json(d / "reproduce.json", {**rec, "settings": settings_key(cmd), "command": shlex.join(cmd),
+                                      "reused_from": there})
+    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,11 +415,8 @@ def submit_all(todo, args, device):
 
 
 # ----------------------------------------------------------------------------------------------
-# claims: the paper's statements, our numbers, a verdict by a rule written here
+# claims (claims.py): the paper's statements, our numbers, a verdict by a rule written beside each
 # ----------------------------------------------------------------------------------------------
-REPRODUCED, PARTLY, NOT, NOT_RUN = "reproduced", "partly", "not reproduced", "not run"
-
-
 class Results:
     """summary.json (and metrics.json) of the runs present in an output folder, by "fig/run"."""
 
@@ -362,419 +432,6 @@ class Results:
 
     def metrics(self, name):
         return self._load(name, "metrics.json")
-
-
-def delay_verdict(ratio):
-    """Grokking delay = (step the test threshold is reached) / (step the train threshold is reached).
-    >= 10: reproduced (the paper's curves show one to three decades); >= 2: partly; else not."""
-    if ratio is None:
-        return NOT
-    return REPRODUCED if ratio >= 10 else PARTLY if ratio >= 2 else NOT
-
-
-def lu_check(alphas, train, test, *, error):
-    """The LU shape of one row of a reduced landscape (values over alphas, ascending).
-    U: the test minimum is at an interior alpha and the test value right of it rises to >= 1.5x the minimum.
-    L: from the test minimum up to the alpha where the test value is highest right of it, the training
-    value stays near zero: <= 0.05 for errors, <= 0.1x the minimal test loss for losses.
-    Returns (L, U, text)."""
-    pts = [(a, tr, te) for a, tr, te in zip(alphas, train, test) if tr is not None and te is not None]
-    if len(pts) < 3:
-        return False, False, "fewer than 3 points"
-    al, tr, te = zip(*pts)
-    j = min(range(len(te)), key=te.__getitem__)
-    k = max(range(j, len(te)), key=te.__getitem__)
-    u = 0 < j < len(te) - 1 and te[k] >= 1.5 * te[j]
-    tol = 0.05 if error else 0.1 * te[j]
-    ell = k > j and all(v <= tol for v in tr[j:k + 1])
-    what = "error" if error else "loss"
-    text = (f"test {what} min {te[j]:.3g} at alpha {al[j]:g}, rises to {te[k]:.3g} at alpha {al[k]:g}; "
-            f"train {what} <= {max(tr[j:k + 1]):.2g} on [{al[j]:g}, {al[k]:g}]")
-    return ell, u, text
-
-
-def lu_verdict(ell, u):
-    return REPRODUCED if ell and u else PARTLY if ell or u else NOT
-
-
-def slope_verdict(test, train):
-    """Log-log slopes of steps-to-threshold vs wd. Test slope in [-1.3, -0.7] and |train slope| <= 0.3:
-    reproduced; test slope in [-1.6, -0.4] (train |slope| <= 0.5): partly; else not."""
-    if test is None:
-        return NOT
-    if -1.3 <= test <= -0.7 and train is not None and abs(train) <= 0.3:
-        return REPRODUCED
-    if -1.6 <= test <= -0.4 and (train is None or abs(train) <= 0.5):
-        return PARTLY
-    return NOT
-
-
-def _row(z, i):
-    return [None if v is None or v != v else v for v in z[i]]
-
-
-def fmt(x, nd=3):
-    return "-" if x is None else f"{x:.{nd}g}" if isinstance(x, float) else str(x)
-
-
-def claim_ts_lu(r):
-    s = r.summary("fig2a/landscape")
-    if not s:
-        return None
-    p = s["points"]
-    ell, u, text = lu_check([q["alpha"] for q in p], [q["train_loss_best"] for q in p],
-                            [q["test_loss_best"] for q in p], error=False)
-    return text, lu_verdict(ell, u)
-
-
-def claim_ts_grid(r):
-    s = r.summary("fig2b/grid")
-    if not s:
-        return None
-    m = {(x["alpha"], x["wd"]): x for x in s["members"]}
-    big0, big_small, big_large = m.get((2.0, 0.0)), m.get((2.0, 0.03)), m.get((2.0, 1.0))
-    small = [m.get((0.5, w)) for w in (0.0, 0.03, 1.0)]
-    if None in (big0, big_small, big_large) or None in small:
-        return "grid incomplete", NOT_RUN
-    checks = [big0["test_acc_step"] is None,                                   # no reg: never generalizes
-              (big_small["grok_ratio"] or 0) >= 10,                            # small reg: groks
-              big_large["test_acc_step"] is not None and big_small["test_acc_step"] is not None
-              and big_large["test_acc_step"] < big_small["test_acc_step"],     # large reg: faster
-              all(x["grok_ratio"] is not None and x["grok_ratio"] <= 3 for x in small)]  # small init: fast
-    text = (f"alpha 2: wd 0 test step {fmt(big0['test_acc_step'])}, wd 0.03 delay {fmt(big_small['grok_ratio'])}x, "
-            f"wd 1 test step {fmt(big_large['test_acc_step'])}; alpha 0.5 delays "
-            + ", ".join(fmt(x["grok_ratio"]) for x in small))
-    return text, REPRODUCED if all(checks) else PARTLY if sum(checks) >= 2 else NOT
-
-
-def claim_slope(name, mid_key=None):
-    def rule(r):
-        s = r.summary(name)
-        if not s:
-            return None
-        test = s.get(mid_key) if mid_key else s.get("slope_test")
-        return f"test slope {fmt(test)}, train slope {fmt(s.get('slope_train'))}", slope_verdict(test, s.get("slope_train"))
-    return rule
-
-
-def claim_modadd_slopes(r):
-    s = r.summary("fig10a/wd-sweep")
-    if not s:
-        return None
-    per = s.get("slopes_per_seed", {})
-    verdicts = [slope_verdict(v["slope_test"], v["slope_train"]) for v in per.values()]
-    text = "; ".join(f"seed {k}: test {fmt(v['slope_test'])}, train {fmt(v['slope_train'])}" for k, v in per.items())
-    worst = NOT if NOT in verdicts or not verdicts else PARTLY if PARTLY in verdicts else REPRODUCED
-    return text, worst
-
-
-def claim_landscape_lu(name, *, error, row_size=None):
-    """LU on the row of the smallest N (the paper: "LU holds truer for smaller data")."""
-    def rule(r):
-        s = r.summary(name)
-        if not s:
-            return None
-        sizes = s["sizes"]
-        i = 0 if row_size is None else min(range(len(sizes)), key=lambda k: abs(sizes[k] - row_size))
-        if error:
-            tr, te = _row(s["train_error_best"], i), _row(s["test_error_best"], i)
-        else:
-            tr, te = _row(s["train_loss_best"], i), _row(s["test_loss_best"], i)
-        ell, u, text = lu_check(s["alphas"], tr, te, error=error)
-        return f"N = {sizes[i]}: {text}", lu_verdict(ell, u)
-    return rule
-
-
-def claim_mnist_more_data(r):
-    """B -> C of Fig. 3: at alpha ~ 6.3 the largest N has at most half the test error of the small-N row."""
-    s = r.summary("fig3abc/landscape")
-    if not s:
-        return None
-    sizes, alphas = s["sizes"], s["alphas"]
-    j = min(range(len(alphas)), key=lambda k: abs(alphas[k] - 6.3))
-    i = min(range(len(sizes)), key=lambda k: abs(sizes[k] - 200))
-    small, large = s["test_error_best"][i][j], s["test_error_best"][-1][j]
-    if small is None or large is None:
-        return "rows missing", NOT_RUN
-    text = f"alpha {alphas[j]:g}: test error {small:.3f} at N = {sizes[i]}, {large:.3f} at N = {sizes[-1]}"
-    return text, REPRODUCED if large <= 0.5 * small else PARTLY if large < small else NOT
-
-
-def claim_run_delay(name, control=None, acc=True):
-    """Delay >= 10 (see delay_verdict), and where the paper shows a small-init control, the control's delay
-    is smaller; a control with a delay >= the run's makes it partly at best."""
-    def rule(r):
-        s = r.summary(name)
-        if not s:
-            return None
-        c = s.get("control") if control == "inline" else r.summary(control) if control else None
-        kind = "acc" if acc else "loss"
-        text = f"train {fmt(s.get(f'train_{kind}_step'))}, test {fmt(s.get(f'test_{kind}_step'))}: delay {fmt(s['grok_ratio'])}x"
-        v = delay_verdict(s["grok_ratio"])
-        if c is not None:
-            text += f"; alpha 1 control: {fmt(c['grok_ratio'])}x"
-            if v != NOT and c["grok_ratio"] is not None and c["grok_ratio"] >= s["grok_ratio"]:
-                v = PARTLY
-        return text, v
-    return rule
-
-
-def claim_mnist_n(r):
-    """Fig. 3e: time to generalize grows as N shrinks: t(smallest N) >= 1.5 t(largest N) reproduced, > 1 partly."""
-    s = r.summary("fig3e/n-sweep")
-    if not s:
-        return None
-    m = sorted(s["members"], key=lambda x: x["n_train"])
-    t = [(x["n_train"], x.get("test_acc_step")) for x in m]
-    text = ", ".join(f"N={n}: {fmt(v)}" for n, v in t)
-    if t[0][1] is None and t[-1][1] is not None:
-        return text, REPRODUCED  # the smallest N never generalizes within the budget
-    if t[0][1] is None or t[-1][1] is None:
-        return text, NOT
-    q = t[0][1] / t[-1][1]
-    return text + f" (ratio {q:.2f})", REPRODUCED if q >= 1.5 else PARTLY if q > 1 else NOT
-
-
-def claim_repr(r):
-    """Fig. 8: no train/test mismatch (median test/train loss ratio <= 2) and weak m dependence (the test
-    loss's median range over m is <= 0.5x its median range over alpha). Both: reproduced; one: partly."""
-    s = r.summary("fig8/repr")
-    if not s:
-        return None
-    tr, te = s["train_loss_best"], s["test_loss_best"]
-    cells = [(a, b) for ra, rb in zip(tr, te) for a, b in zip(ra, rb) if a is not None and b is not None and a > 0]
-    mismatch = statistics.median(b / a for a, b in cells)
-    cols = list(zip(*te))
-    over_m = statistics.median(max(c) - min(c) for c in cols)
-    over_alpha = statistics.median(max(row) - min(row) for row in te)
-    weak = over_m <= 0.5 * over_alpha
-    text = f"median test/train loss {mismatch:.2f}; test loss range over m {over_m:.3g} vs over alpha {over_alpha:.3g}"
-    ok = [mismatch <= 2, weak]
-    return text, REPRODUCED if all(ok) else PARTLY if any(ok) else NOT
-
-
-def claim_ce_plateau(r):
-    """Fig. 12: test accuracy at step ~1e4 in [0.2, 0.5] (the plateau), final >= 0.65 with train >= 0.99:
-    reproduced; a rise of >= 0.15 after the plateau: partly."""
-    s, m = r.summary("fig12/run"), r.metrics("fig12/run")
-    if not s or not m:
-        return None
-    steps, acc = m["steps"], m["test_acc"]
-    i = min(range(len(steps)), key=lambda k: abs(steps[k] - 1e4))
-    plateau, final = acc[i], s["final_test_acc"]
-    text = f"test acc {plateau:.2f} at step {steps[i]}, final {final:.2f} (train {s['final_train_acc']:.2f})"
-    if 0.2 <= plateau <= 0.5 and final >= 0.65 and s["final_train_acc"] >= 0.99:
-        return text, REPRODUCED
-    return text, PARTLY if final - plateau >= 0.15 else NOT
-
-
-def claim_ce_broader(r):
-    """Fig. 11 vs 3: CE's Goldilocks zone is broader: at the small-N row, CE's test error at the largest alpha
-    is below MSE's (reproduced if also <= 0.75x; partly if only below)."""
-    mse, ce = r.summary("fig3abc/landscape"), r.summary("fig11/landscape")
-    if not mse or not ce:
-        return None
-    def at(s):
-        i = min(range(len(s["sizes"])), key=lambda k: abs(s["sizes"][k] - 200))
-        return s["sizes"][i], s["test_error_best"][i][-1]
-    (n1, e_mse), (n2, e_ce) = at(mse), at(ce)
-    text = f"test error at alpha {ce['alphas'][-1]:g}: MSE {e_mse:.3f} (N = {n1}), CE {e_ce:.3f} (N = {n2})"
-    return text, REPRODUCED if e_ce <= 0.75 * e_mse else PARTLY if e_ce < e_mse else NOT
-
-
-def claim_gap_shrinks(name, *, error):
-    """Larger N removes grokking: at the largest alpha where the smallest N still fits its training set (the
-    L: train <= 0.05 error or <= 0.1x its minimal test loss), the relative gap (test - train) / test at the
-    largest N is <= 0.5x the smallest N's: reproduced; smaller: partly; else not."""
-    def rule(r):
-        s = r.summary(name)
-        if not s:
-            return None
-        key = "error" if error else "loss"
-        tr, te = s[f"train_{key}_best"], s[f"test_{key}_best"]
-        if None in tr[0] + te[0] + tr[-1] + te[-1]:
-            return "rows missing", NOT_RUN
-        tol = 0.05 if error else 0.1 * min(te[0])
-        fitted = [j for j, v in enumerate(tr[0]) if v <= tol]
-        if not fitted:
-            return f"N = {s['sizes'][0]} fits at no alpha", NOT
-        j = fitted[-1]
-        small, large = ((te[i][j] - tr[i][j]) / te[i][j] if te[i][j] else 0.0 for i in (0, -1))
-        text = (f"(test - train) / test {key} at alpha {s['alphas'][j]:g}: {small:.3g} (N = {s['sizes'][0]}), "
-                f"{large:.3g} (N = {s['sizes'][-1]})")
-        return text, REPRODUCED if large <= 0.5 * small else PARTLY if large < small else NOT
-    return rule
-
-
-def claim_modadd_run(r):
-    """Fig. 7a: delay >= 10 and the final weight norm below the initial one (it rises, then falls below)."""
-    s = r.summary("fig7a/run")
-    if not s:
-        return None
-    v = delay_verdict(s["grok_ratio"])
-    below = s["w_final"] < s["w_init"]
-    text = f"delay {fmt(s['grok_ratio'])}x; w {s['w_init']:.1f} -> {s['w_final']:.1f}"
-    return text, v if below or v == NOT else PARTLY
-
-
-def claim_degrok(r):
-    """Fig. 7b: at fixed norm alpha 0.8 test follows train: delay <= 2 reproduced, <= 5 partly."""
-    s = r.summary("fig7b/run")
-    if not s:
-        return None
-    q = s["grok_ratio"]
-    text = (f"train {fmt(s['train_acc_step'])}, test {fmt(s['test_acc_step'])}: ratio {fmt(q)}; "
-            f"final test acc {s['final_test_acc']:.3f}")
-    return text, NOT if q is None else REPRODUCED if q <= 2 else PARTLY if q <= 5 else NOT
-
-
-def claim_modadd_lu(r):
-    """Fig. 9: LU at the smallest training fraction >= 0.3 (accuracy -> error)."""
-    s = r.summary("fig9/landscape")
-    if not s:
-        return None
-    fracs = sorted({p["frac"] for p in s["points"]})
-    f = next((x for x in fracs if x >= 0.3 - 1e-9), fracs[-1])
-    pts = sorted((p for p in s["points"] if p["frac"] == f), key=lambda p: p["alpha"])
-    ell, u, text = lu_check([p["alpha"] for p in pts], [1 - p["train_acc_best"] for p in pts],
-                            [1 - p["test_acc_best"] for p in pts], error=True)
-    return f"fraction {f:g}: {text}", lu_verdict(ell, u)
-
-
-def claim_addition_regions(r):
-    """Fig. 6a,b: region I (train loss >= 0.1 at small alpha) and II (<= 0.05 at large alpha), and in II the
-    test loss varies along m >= 10x more than the train loss. All three: reproduced; two: partly."""
-    s = r.summary("fig6ab/landscape")
-    if not s:
-        return None
-    ok = [s["train_loss_small_alpha"] >= 0.1, s["train_loss_large_alpha"] <= 0.05]
-    tr_m, te_m = s.get("region2_train_loss_m_range"), s.get("region2_test_loss_m_range")
-    ok.append(tr_m is not None and te_m is not None and te_m >= 10 * tr_m)
-    text = (f"train loss {s['train_loss_small_alpha']:.3g} (small alpha) vs {s['train_loss_large_alpha']:.3g} (large); "
-            f"in II the range over m: train {fmt(tr_m)}, test {fmt(te_m)}")
-    return text, REPRODUCED if all(ok) else PARTLY if sum(ok) == 2 else NOT
-
-
-def claim_multiple_descent(r):
-    """Fig. 6c: the test loss along the reduced path has >= 2 local minima (multiple descent)."""
-    s = r.summary("fig6c/trajectory")
-    if not s:
-        return None
-    n = s["test_loss_local_minima"]
-    return f"{n} local minima of the test loss along the path", REPRODUCED if n >= 2 else NOT
-
-
-def claim_boundary_gradient(r):
-    """Fig. 6d: near the boundary the negative gradients point to larger w and smaller m: both fractions
-    >= 0.8 reproduced, >= 0.5 partly."""
-    s = r.summary("fig6d/gradient")
-    if not s:
-        return None
-    a, b = s["frac_arrows_to_larger_w"], s["frac_arrows_to_smaller_m"]
-    if a is None or b is None:
-        return "no arrows near the boundary", NOT
-    return (f"{a:.2f} of arrows to larger w, {b:.2f} to smaller m",
-            REPRODUCED if min(a, b) >= 0.8 else PARTLY if min(a, b) >= 0.5 else NOT)
-
-
-def claim_data_contours(r):
-    """Fig. 6e: the contours of N = 45 and 55 reach m = 0 inside the window (connect to the generalizing
-    solution), those of N = 25 and 35 do not. All four as stated: reproduced; three: partly."""
-    s = r.summary("fig6e/n-sweep")
-    if not s:
-        return None
-    c = s["contour_alpha_at_m_min_max"]
-    connected = {int(n): v[0] is not None for n, v in c.items()}
-    want = {25: False, 35: False, 45: True, 55: True}
-    hits = sum(connected.get(n) == w for n, w in want.items())
-    text = ", ".join(f"N={n}: {'connects' if connected.get(n) else 'does not'}" for n in sorted(connected))
-    return text, REPRODUCED if hits == 4 else PARTLY if hits == 3 else NOT
-
-
-def claim_full_trajectory(r):
-    """Table 1, full trajectory: the test accuracy reaches the threshold after the train accuracy (delay by
-    delay_verdict; the paper draws no curve for it, so this is the same rule as everywhere)."""
-    s = r.summary("table1/run")
-    if not s:
-        return None
-    return (f"train {fmt(s['train_acc_step'])}, test {fmt(s['test_acc_step'])}: delay {fmt(s['grok_ratio'])}x; "
-            f"m {s['m_init']:.2f} -> {s['m_final']:.2f}", delay_verdict(s["grok_ratio"]))
-
-
-def claim_small_init(r):
-    """Small init does not grok: the largest delay of the small-init runs (teacher-student alpha 0.5 at every
-    wd, the IMDb and QM9 alpha-1 controls, where run) is < 2: reproduced; < 10: partly; else not."""
-    got = []
-    grid = r.summary("fig2b/grid")
-    if grid:
-        got += [(f"TS alpha 0.5 wd {m['wd']:g}", m["grok_ratio"]) for m in grid["members"] if m["alpha"] == 0.5]
-    imdb = r.summary("fig4/run")
-    if imdb and imdb.get("control"):
-        got.append(("IMDb alpha 1", imdb["control"]["grok_ratio"]))
-    qm9 = r.summary("fig5/control")
-    if qm9:
-        got.append(("QM9 alpha 1", qm9["grok_ratio"]))
-    if not got:
-        return None
-    text = ", ".join(f"{k}: {fmt(v)}x" for k, v in got)
-    if any(v is None for _, v in got):
-        return text + " (a run never reached the test threshold)", NOT
-    worst = max(v for _, v in got)
-    return text, REPRODUCED if worst < 2 else PARTLY if worst < 10 else NOT
-
-
-@dataclass
-class Claim:
-    figs: str
-    paper: str
-    rule: object
-    paper_only: bool = False
-
-
-CLAIMS = [
-    Claim("fig2a", "Teacher-student: reduced train loss L-shaped, test loss U-shaped (minimum near alpha 1)", claim_ts_lu),
-    Claim("fig2b", "alpha 2: no wd never generalizes, small wd groks, large wd generalizes faster; alpha 0.5 always fast",
-          claim_ts_grid),
-    Claim("fig2c", "Teacher-student: t_test ~ wd^-1, t_train independent of wd", claim_slope("fig2c/wd-sweep")),
-    Claim("fig3abc", "MNIST: reduced train error L, test error U at small N", claim_landscape_lu("fig3abc/landscape", error=True, row_size=200)),
-    Claim("fig3abc", "MNIST: a larger N lowers the test error at large alpha (B -> C: de-grokking)", claim_mnist_more_data),
-    Claim("fig3d", "MNIST alpha 9, wd 0.3: the training set is fitted quickly, test accuracy improves much later",
-          claim_run_delay("fig3d/run")),
-    Claim("fig3e", "MNIST: time to generalize grows as the training set shrinks", claim_mnist_n),
-    Claim("fig10b", "MNIST: t_test ~ wd^-1 for wd in [0.1, 1]", claim_slope("fig10b/wd-sweep", "slope_test_wd_0.1_to_1")),
-    Claim("fig8", "MNIST: train and test losses behave alike and depend weakly on m: no grokking", claim_repr),
-    Claim("fig11", "MNIST with CE: still L and U at small N", claim_landscape_lu("fig11/landscape", error=True, row_size=200)),
-    Claim("fig11", "CE has a broader Goldilocks zone than MSE (a milder U)", claim_ce_broader),
-    Claim("fig12", "MNIST CE, alpha 100: test accuracy plateaus at 30-40%, then rises to ~75% (train 100%)", claim_ce_plateau),
-    Claim("fig4", "IMDb: reduced train error L, test error U at small N", claim_landscape_lu("fig4/landscape", error=True)),
-    Claim("fig4", "IMDb: weak grokking at alpha 6, none at alpha 1", claim_run_delay("fig4/run", control="inline")),
-    Claim("fig5", "QM9: reduced train loss L, test loss U at small N", claim_landscape_lu("fig5/landscape", error=False)),
-    Claim("fig5", "QM9: larger N removes the train/test mismatch", claim_gap_shrinks("fig5/landscape", error=False)),
-    Claim("fig5", "QM9: grokking at alpha 3 (no wd), none at alpha 1", claim_run_delay("fig5/run", control="fig5/control", acc=False)),
-    Claim("fig2b", "Small initializations do not grok (teacher-student alpha 0.5; IMDb and QM9 at alpha 1)",
-          claim_small_init),
-    Claim("fig7a", "Modular addition: grokking; the weight norm peaks while overfitting, ends below its start", claim_modadd_run),
-    Claim("fig7b", "Fixed norm alpha 0.8 almost eliminates grokking (train and test rise together)", claim_degrok),
-    Claim("fig9", "Modular addition: LU holds for alpha in [0.1, 4]", claim_modadd_lu, paper_only=True),
-    Claim("fig10a", "Modular addition: t_test ~ wd^-1 per seed", claim_modadd_slopes, paper_only=True),
-    Claim("fig6ab", "Toy addition: region I (high train loss, small w) and II (low, large w); test depends on m, train weakly",
-          claim_addition_regions),
-    Claim("fig6c", "Toy addition: the test loss along the path shows multiple descent", claim_multiple_descent),
-    Claim("fig6d", "Negative gradients at the I/II boundary point to larger w and smaller m", claim_boundary_gradient),
-    Claim("fig6e", "Contours of N = 45, 55 connect to the generalizing solution, N = 25, 35 do not", claim_data_contours),
-    Claim("table1", "Toy addition, full trajectory: generalization after fitting", claim_full_trajectory),
-]
-
-
-def evaluate(claim, results, scale):
-    """(measured text, verdict) of one claim on the runs present."""
-    got = claim.rule(results)
-    if got is None:
-        return "-", NOT_RUN
-    text, verdict = got
-    if claim.paper_only and scale == "quick" and verdict != NOT_RUN:
-        return text, f"not decided at quick scale ({verdict} here; needs --scale paper)"
-    return text, verdict
 
 
 # ----------------------------------------------------------------------------------------------
@@ -824,20 +481,32 @@ def write_report(out, scale, session=None):
              f"`python reproduce.py --scale {scale} --report-only`", ""]
 
     lines += ["## Claims", "",
-              "Each verdict is computed from the measured number by the rule in `reproduce.py` (the function named in "
-              "the last column): reproduced / partly / not reproduced / not run.", "",
-              "| figure | the paper | measured here | verdict | rule |", "|---|---|---|---|---|"]
+              "Each verdict is computed from our numbers by the rule named in the last column (claims.py: its "
+              "docstring quotes the paper and says where each threshold comes from; tests/test_claims.py checks that "
+              "the rule passes the authors' own saved results and rejects a negative control): reproduced / partly / "
+              "not reproduced / not run. A verdict other than reproduced says why.", "",
+              "| figure | the paper | measured here | verdict | why | rule |", "|---|---|---|---|---|---|"]
     counts = {}
     for c in CLAIMS:
         text, verdict = evaluate(c, results, scale)
+        if verdict == NOT_RUN and scale == "paper" and any(too_long(r, scale, 1) for r in BY_KEY[c.figs].runs):
+            est = max(r.est.get(scale) or 0 for r in BY_KEY[c.figs].runs)
+            verdict, why = f"not run: GPU or cluster job (est. {fmt_time(est)} on one of 2 CPU cores)", ""
+        else:
+            why = "" if verdict == REPRODUCED else c.why.get(scale, "")
         counts[verdict.split(" (")[0]] = counts.get(verdict.split(" (")[0], 0) + 1
-        lines.append(f"| {BY_KEY[c.figs].label} | {c.paper} | {text} | **{verdict}** | `{c.rule.__qualname__.split('.')[0]}` |")
-    lines += ["", "In all: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", ""]
+        lines.append(f"| {BY_KEY[c.figs].label} | {c.paper} | {text} | **{verdict}** | {why} | "
+                     f"`{c.rule.__qualname__.split('.')[0]}` |")
+    lines += ["", "In all: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+              "### Rules changed", "", "Each rule was fixed from the paper and the authors' code and figures before it "
+              "was applied to our runs.", ""]
+    lines += [f"- **{name}**: was: {old} Now: {new} Why: {why}" for name, old, new, why in claims.RULES_CHANGED]
+    lines.append("")
 
     lines += ["## Figures", "", "Ours on the left; on the right the figures the authors' notebooks saved "
               "(docs/paper_figures/README.md), where they saved one.", ""]
     for fig in FIGURES:
-        lines += [f"### {fig.label}: {fig.title}", ""]
+        lines += [f"### {fig.label}: {fig.title}", "", f"Scales: {SCALE_NOTES.get(fig.key, SAME)}", ""]
         ours = []
         for run in fig.runs:
             rec, d = records[(fig.key, run.name)], out / fig.key / run.name
@@ -845,7 +514,9 @@ def write_report(out, scale, session=None):
                 lines.append(f"- `{run.name}`: not implemented (`{run.script}` does not exist yet)")
                 continue
             if rec is None:
-                lines.append(f"- `{run.name}`: not run")
+                lines.append(f"- `{run.name}`: not run" + (f": a GPU or cluster job (est. {fmt_time(run.est.get(scale))} "
+                             f"on one of 2 CPU cores): `python {shlex.join(run.command(scale))}`"
+                             if scale == "paper" and too_long(run, scale, 1) else ""))
                 continue
             cmd = shlex.join(["python", *rec["settings"]])  # paths relative to the repository
             status = {"done": f"{fmt_time(rec.get('seconds'))}", "failed": "**failed** (see reproduce.log)",
@@ -908,12 +579,18 @@ def parse_args(argv=None):
                    help="submit the runs to SLURM instead (slurm/submit.py): grids as job arrays plus merge jobs")
     p.add_argument("--shards", type=int, default=8, help="--slurm: tasks per grid's job array")
     p.add_argument("--slurm-args", default="", help='--slurm: sbatch options for every job, e.g. "-p gpu --gres=gpu:1"')
+    p.add_argument("--max-run-hours", type=float, default=0,
+                   help="leave out the runs expected (--list) to take longer than this on one CPU core; the report "
+                        "lists them as GPU or cluster jobs (0: run everything)")
+    p.add_argument("--reuse", default=None, metavar="DIR",
+                   help="copy each run whose command is the same at both scales from the other scale's output DIR "
+                        "(e.g. runs/reproduce/quick) instead of training it again")
     p.add_argument("--report-only", action="store_true", help="run nothing; rewrite REPORT.md from the runs present")
     p.add_argument("--publish", default=None, metavar="DIR",
                    help="run nothing; copy REPORT.md with its figures and summaries to DIR (a committable copy)")
     args = p.parse_args(argv)
-    if args.jobs < 0 or args.threads < 0:
-        p.error("--jobs and --threads must be >= 0")
+    if args.jobs < 0 or args.threads < 0 or not args.max_run_hours >= 0:
+        p.error("--jobs, --threads and --max-run-hours must be >= 0")
     return args
 
 
@@ -957,9 +634,21 @@ def main(argv=None):
             if not implemented(run):
                 print(f"  {fig.key}/{run.name}: not implemented ({run.script} does not exist yet)")
                 continue
+            if too_long(run, args.scale, args.max_run_hours):
+                print(f"  {fig.key}/{run.name}: left out (est. {fmt_time(run.est.get(args.scale))} > --max-run-hours "
+                      f"{args.max_run_hours:g}: a GPU or cluster job)")
+                continue
             cmd = full_command(out, fig, run, args.scale, device, threads)
             d = run_dir(out, fig, run)
+            if (not is_done(d, cmd) and args.reuse and not args.dry_run and not args.slurm
+                    and reuse(fig, run, cmd, out, Path(args.reuse))):
+                print(f"  {fig.key}/{run.name}: copied from {args.reuse} (the same command at both scales)")
             (skipped if is_done(d, cmd) else todo).append((fig, run, d, cmd))
+    stale = {f"{t[0].key}/{t[1].name}" for t in todo}
+    for t in list(skipped):  # a run made from a run that is made again is made again too (fig6c, fig6d)
+        if t[1].needs in stale:
+            skipped.remove(t)
+            todo.append(t)
     if args.slurm:
         return submit_all(todo, args, device)
     if args.dry_run:

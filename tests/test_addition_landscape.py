@@ -1,5 +1,6 @@
 """Tests of addition_landscape.py (paper Sec. 5.1, Fig. 6): every mode at tiny size, the batched
-ensemble against single runs, the m = 0 vs m = 1 test-loss gap, determinism, and bad flags."""
+ensemble against single runs, the m = 0 vs m = 1 test-loss gap, determinism, the recorded loss (final or
+best), and bad flags."""
 import json
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def test_landscape_and_derived_modes_smoke_and_determinism(tmp_path):
     assert sa["landscape"] == sb["landscape"]  # bit-identical for a fixed seed
     land = sa["landscape"]
     assert np.array(land["train_loss_best"]).shape == (3, 3)
-    assert all((a / f).exists() for f in ("config.json", "metrics.json", "landscape.png", "landscape_final.png"))
+    assert all((a / f).exists() for f in ("config.json", "metrics.json", "landscape.png", "landscape_best.png"))
     # alpha = 0: the decoder is the zero function, the loss is the mean squared target
     assert np.allclose(np.array(land["train_loss_best"])[:, 0], np.array(land["train_loss_final"])[:, 0])
 
@@ -98,15 +99,58 @@ def test_landscape_and_derived_modes_smoke_and_determinism(tmp_path):
 def test_n_sweep_and_run_smoke(tmp_path):
     n, r = tmp_path / "n", tmp_path / "r"
     run("--mode", "n-sweep", "--grid-points", "3", "--steps", "20", "--width", "16", "--eval-points", "5",
-        "--n-trains", "25,55", "--out", str(n))
+        "--n-trains", "25,55", "--n-train", "25", "--out", str(n))
     s = read(n / "summary.json")
     assert [la["n_train"] for la in s["landscapes"]] == [25, 55] and (n / "n_sweep.png").exists()
     assert all(v is None or np.isnan(v) for v in np.array(s["landscapes"][1]["test_loss_best"]).ravel())  # N=55: no test set
+    # one star (N = --n-train's) for every N, and each N's distance from it to its smoothed contour
+    star, lands = s["star"], s["landscapes"]
+    assert star == lands[0]["star"] and "star" not in lands[1]
+    for la in lands:
+        z = al.smooth(np.array(la["train_loss_final"]), 1)
+        want = al.contour_distance(la["alphas"], la["ms"], z, s["contour"], (star["alpha"], star["m"]))
+        assert s["contour_distance_to_star"][str(la["n_train"])] == (None if want is None else pytest.approx(want))
     run("--steps", "40", "--width", "16", "--eval-points", "8", "--out", str(r))
     s = read(r / "summary.json")
     for key in ("train_acc_step", "test_acc_step", "grok_ratio", "final_test_acc", "w_init", "w_final", "m_final"):
         assert key in s
     assert (r / "curves.png").exists()
+
+
+def test_contour_distance_is_measured_in_units_of_the_window():
+    xs, ys = [0.0, 1.0, 2.0], [0.0, 0.5]
+    z = np.array([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0]])  # level 0.5: the vertical line x = 1
+    assert al.contour_distance(xs, ys, z, 0.5, (0.0, 0.25)) == pytest.approx(0.5)  # half the x side
+    assert al.contour_distance(xs, ys, z, 0.25, (1.0, 0.0)) == pytest.approx(0.25)  # the line x = 1.5
+    assert al.contour_distance(xs, ys, z, 2.0, (1.0, 0.0)) is None  # no contour at that level
+
+
+def test_record_final_by_default_best_on_request(tmp_path):
+    # The authors' notebook saved the losses after the last step (in files named *best*): every analysis
+    # uses those by default; --record best switches them all to the minimum over training. A grid where
+    # the two differ (lr 0.1, no decay: the losses oscillate).
+    tiny = ["--mode", "landscape", "--grid-points", "3", "--width", "32", "--steps", "200", "--eval-points", "8",
+            "--lr", "0.1", "--lr-decay-every", "0", "--alpha-range", "1,3"]
+    f, b, t = tmp_path / "f", tmp_path / "b", tmp_path / "t"
+    run(*tiny, "--out", str(f))
+    run(*tiny, "--record", "best", "--out", str(b))
+    sf, sb = read(f / "summary.json"), read(b / "summary.json")
+    assert (sf["record"], sb["record"]) == ("final", "best")
+    assert (f / "landscape_best.png").exists() and (b / "landscape_final.png").exists()
+    land = sf["landscape"]
+    for key in ("train_loss_final", "train_loss_best", "test_loss_final", "test_loss_best"):
+        assert land[key] == sb["landscape"][key]  # both saved, whichever is analysed
+    for s, rec in ((sf, "final"), (sb, "best")):
+        tr, te = (np.array(land[f"{k}_loss_{rec}"]) for k in ("train", "test"))
+        assert s["train_loss_small_alpha"] == pytest.approx(tr[:, 0].mean())  # alpha >= 1 here: column 0
+        assert s["train_loss_large_alpha"] == pytest.approx(tr[:, -1].mean())
+        r, c = np.unravel_index(np.argmin(te), te.shape)  # the star: lowest recorded test loss
+        assert s["landscape"]["star"] == dict(alpha=land["alphas"][c], m=land["ms"][r], test_loss=te[r, c])
+    assert sf["train_loss_small_alpha"] > sb["train_loss_small_alpha"]  # the final loss is above the minimum
+    # a saved run is read with the current --record: its star follows
+    run("--mode", "trajectory", "--landscape-from", str(f), "--record", "best", "--out", str(t))
+    st = read(t / "summary.json")
+    assert st["record"] == "best" and st["landscape"]["star"] == sb["landscape"]["star"]
 
 
 @pytest.mark.parametrize("argv", [["--n-train", "56"], ["--alpha-range", "3,1"], ["--m-range", "0,2"],
