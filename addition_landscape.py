@@ -14,7 +14,7 @@ Setup (--setup, each knob also its own flag). The paper's App. D and the authors
 We default to the code: it is what made Fig. 6, and it reproduces the picture. The paper's setup does
 not: measured on alpha in {1..9} x m in {0, 0.2, 0.5, 1}, its best train loss after 15k steps stays
 >= 0.18 everywhere (scalar inputs up to 18 at lr 1e-3 barely train), so there is no region II at all.
-Labels are i + j (2p - 1 symbols), as in the paper and the issue; the notebook used (i + j) mod p
+Labels are i + j (2p - 1 symbols), as in the paper; the notebook used (i + j) mod p
 (`--labels mod`; it gives the same picture, measured). The notebook's 15k steps per point would take
 ~1.5 h for the 21 x 21 grid on 2 CPU cores; its lr schedule compressed 2.5x (6000 steps, lr x0.2 every
 2000) gives best train losses within 0.004 of the 15k ones for m <= 0.1 (0.011 at alpha = 9, m = 0.2)

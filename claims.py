@@ -281,46 +281,36 @@ def claim_mnist_more_data(r):
     return text, REPRODUCED if large <= 0.5 * small else PARTLY if large < small else NOT
 
 
+def curves(r, name):
+    """A run's curves: its metrics.json, or with "#k" the k-th run of a metrics.json that holds several (IMDb
+    trains its alpha-1 control beside the run: "fig4/run#1"). None if missing."""
+    name, _, k = name.partition("#")
+    m = r.metrics(name)
+    if m is None or not k:
+        return m
+    return {"steps": m["steps"], **m["runs"][int(k)]} if int(k) < len(m["runs"]) else None
+
+
 def claim_run_with_control(name, control, *, loss=False, fit_key=None):
     """A grokking run and its small-init control: the run by grok_verdict, the control by fast_verdict; the
-    worse of the two decides."""
+    worse of the two decides. IMDb (Fig. 4d): "initialize weights larger (alpha = 6) with weight decay 1,
+    overfitting is complete within 10^2 steps, but generalization does not start until around 10^3 steps ...
+    if we use the standard initialization (alpha = 1) with no weight decay, generalization happens early on
+    during training, and does not improve much after overfitting"."""
     def rule(r):
-        s, m = r.summary(name), r.metrics(name)
+        s, m = r.summary(name.partition("#")[0]), curves(r, name)
         if not s or not m:
             return None
         fit = s[fit_key] if fit_key else 0.9
         g = curve_delay(m, fit=fit, loss=loss)
         text, verdicts = delay_text(g), [grok_verdict(g)]
-        c = _control(r, control, fit, loss)
-        if c is not False:
+        c = curves(r, control)
+        if c is not None:
+            c = curve_delay(c, fit=fit, loss=loss)
             text += f"; alpha 1 control: {delay_text(c)}"
             verdicts.append(fast_verdict(c))
         return text, worst(verdicts)
     return rule
-
-
-def _control(r, control, fit, loss):
-    """The control's delay: IMDb keeps it inside its run's metrics (runs[1]), QM9 as a run of its own.
-    False: no control run."""
-    if control == "inline":
-        m = r.metrics("fig4/run")
-        return curve_delay({"steps": m["steps"], **m["runs"][1]}, fit=fit) if m and len(m["runs"]) > 1 else False
-    m = r.metrics(control)
-    return curve_delay(m, fit=fit, loss=loss) if m else False
-
-
-def claim_imdb_run(r):
-    """Fig. 4d: "initialize weights larger (alpha = 6) with weight decay 1, overfitting is complete within 10^2
-    steps, but generalization does not start until around 10^3 steps ... if we use the standard initialization
-    (alpha = 1) with no weight decay, generalization happens early on during training, and does not improve
-    much after overfitting." The run by grok_verdict, the control by fast_verdict."""
-    s, m = r.summary("fig4/run"), r.metrics("fig4/run")
-    if not s or not m:
-        return None
-    g = curve_delay({"steps": m["steps"], **m["runs"][0]})
-    c = _control(r, "inline", 0.9, False)
-    text = delay_text(g) + (f"; alpha 1 control: {delay_text(c)}" if c is not False else "")
-    return text, worst([grok_verdict(g)] + ([fast_verdict(c)] if c is not False else []))
 
 
 def claim_mnist_n(r):
@@ -577,9 +567,9 @@ def claim_small_init(r):
     if s and mm:
         got += [(f"TS alpha 0.5 wd {c['wd']:g}", curve_delay({"steps": mm["steps"], **c}))
                 for c in mm["members"] if c["alpha"] == 0.5]
-    c = _control(r, "inline", 0.9, False)
-    if c is not False:
-        got.append(("IMDb alpha 1", c))
+    c = curves(r, "fig4/run#1")
+    if c is not None:
+        got.append(("IMDb alpha 1", curve_delay(c)))
     q = r.summary("fig5/control")
     if q and r.metrics("fig5/control"):
         got.append(("QM9 alpha 1", curve_delay(r.metrics("fig5/control"), fit=q["loss_threshold"], loss=True)))
@@ -617,7 +607,7 @@ CLAIMS = [
     Claim("fig12", "MNIST CE, alpha 100: test accuracy plateaus at 30-40%, then rises to ~75% (train 100%)", claim_ce_plateau),
     Claim("fig4", "IMDb: reduced train error L, test error U at N = 1k",
           claim_landscape_lu("fig4/landscape", error=True, row_size=1000)),
-    Claim("fig4", "IMDb: weak grokking at alpha 6, none at alpha 1", claim_imdb_run),
+    Claim("fig4", "IMDb: weak grokking at alpha 6, none at alpha 1", claim_run_with_control("fig4/run#0", "fig4/run#1")),
     Claim("fig5", "QM9: reduced train loss L, test loss U at small N (100)",
           claim_landscape_lu("fig5/landscape", error=False, row_size=100)),
     Claim("fig5", "QM9: larger N removes the train/test mismatch", claim_gap_shrinks("fig5/landscape", error=False)),

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check of the whole project in ONE call of at most ~7.5 min on an H200: the kernel tests and
 # benchmark, the CUDA-graph numerics tests (a graphed run equals the eager one), then the wall time of
-# every target of issue 12. Everything lands in $OUT (default runs/gpu_check): machine.txt, one
+# every GPU target in README.md. Everything lands in $OUT (default runs/gpu_check): machine.txt, one
 # <target>.txt log per step, timings.csv (target, exit code, seconds; 124 = stopped at its time limit,
 # so the runtime is "more than the limit"), and each run's own folder (summary.json has steps/s).
 #   OUT=/tmp/out bash gpu_check.sh               # from anywhere; ONLY=kernels: steps 1-2 only
-# Device tool: run(command="bash gpu_check.sh", timeout_s=480, carry=["data/MNIST/raw"]). MNIST is not in
-# git (data/ is ignored) and the device machine has no internet, so the MNIST targets need data/MNIST/raw
-# carried from a checkout that has it (`python mnist_grok.py --mode fetch`); without it they are skipped.
+# MNIST is not in git (data/ is ignored); on a machine without internet the MNIST targets need
+# data/MNIST/raw copied from a checkout that has it (`python mnist_grok.py --mode fetch`); without it they are skipped.
 # The device's own python3 is used when .venv is absent (do not carry a CPU-only .venv there).
 set -uo pipefail
 cd "$(dirname "$0")"

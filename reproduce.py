@@ -34,7 +34,6 @@ the quick scale changes (p = 31 instead of 113), so at the quick scale they are 
 import argparse
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -46,7 +45,7 @@ from importlib import metadata
 from pathlib import Path
 
 import claims
-from claims import CLAIMS, NOT_RUN, REPRODUCED, SHOWN, evaluate, fmt
+from claims import CLAIMS, NOT_RUN, REPRODUCED, evaluate
 
 REPO = Path(__file__).resolve().parent
 PAPER_FIGURES = REPO / "docs" / "paper_figures"  # the authors' saved figures (see its README.md)

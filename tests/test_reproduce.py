@@ -2,7 +2,6 @@
 rerun as they should; the claim rules give the right verdict both ways; REPORT.md links resolve."""
 import importlib
 import json
-import os
 import re
 import shlex
 import subprocess
