@@ -59,9 +59,10 @@ n-sweep (9 x 9 fine grid, 4000 steps, --record best): the 0.02 contour moves to 
 grows (more pairs are harder to fit), as in the notebook's Fig. 6e; at m = 0 it sits at alpha 2.51
 (N = 45, where the star is) and 2.68 (N = 55); N = 35 and 25 cross m = 0 left of the window.
 """
-import argparse
+import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -84,8 +85,7 @@ FINE = dict(alpha=(2.5, 4.0), m=(0.0, 0.1))
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     # 0.9: with seed 58 and N = 45 one of the 10 test pairs (9 + 9 = 18) has an output symbol that is in no
     # training pair, so 90% is the best reachable test accuracy (summary.json: test_acc_ideal).
     common.add_standard_args(
@@ -166,7 +166,7 @@ def parse_args(argv=None):
 
     common.check_standard_args(args)
     n_pairs = args.p * (args.p + 1) // 2
-    common.require(args.p >= 2, f"--p must be at least 2, got {args.p}.")
+    common.require(2 <= args.p <= 1000, f"--p must be in 2..1000 (p(p+1)/2 pairs), got {args.p}.")
     common.require(0 < args.n_train <= n_pairs, f"--n-train must be in 1..{n_pairs} (pairs i <= j), got {args.n_train}.")
     common.require(all(0 < n <= n_pairs for n in args.n_train_list), f"--n-trains must be in 1..{n_pairs}.")
     common.require(args.out_dim > 0 and args.width > 0 and args.embed_dim > 0,
@@ -184,10 +184,27 @@ def parse_args(argv=None):
                    "--wd and --smooth must be >= 0, --eta-ratio positive.")
     common.require(args.alpha > 0 and 0 <= args.m_init <= 1, "--alpha must be positive and --m-init in [0, 1].")
     if args.landscape_from:
-        from pathlib import Path
-        common.require((Path(args.landscape_from) / "summary.json").exists(),
-                       f"--landscape-from: no summary.json in {args.landscape_from} (give a landscape or n-sweep run dir).")
+        saved_landscape(args)  # refused here, before anything is written
     return args
+
+
+def saved_landscape(args):
+    """The landscape for --n-train that --landscape-from's run folder holds (an n-sweep holds one per N)."""
+    path = Path(args.landscape_from)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        saved = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        raise common.UserError(f"--landscape-from: {path} holds no finished run (config.json and summary.json); give "
+                               "a landscape or n-sweep run folder of this script.") from None
+    script, mode = config.get("script"), config.get("args", {}).get("mode")
+    common.require(script == "addition_landscape" and mode in MODES[1:],
+                   f"--landscape-from: {path} is a {script} --mode {mode} run, not "
+                   "an addition_landscape landscape, n-sweep, gradient or trajectory run.")
+    land = saved.get("landscape") or next((la for la in saved.get("landscapes", []) if la["n_train"] == args.n_train),
+                                          None)
+    common.require(land is not None, f"--landscape-from: {path} holds no landscape for N = {args.n_train}.")
+    return land
 
 
 def _pair(text, name, default):
@@ -619,14 +636,7 @@ def _region_check(land, contour, record):
 
 def _load_or_compute(args, out, device, dtype):
     if args.landscape_from:
-        from pathlib import Path
-        path = Path(args.landscape_from) / "summary.json"
-        import json
-        saved = json.loads(path.read_text())
-        # a landscape/gradient/trajectory run holds one landscape; an n-sweep one per N (take --n-train's)
-        land = saved.get("landscape") or next((la for la in saved.get("landscapes", [])
-                                               if la["n_train"] == args.n_train), None)
-        common.require(land is not None, f"--landscape-from: {path} holds no landscape for N = {args.n_train}.")
+        land = saved_landscape(args)
         set_star(land, args.record)
         return land
     land, metrics, err = compute_landscape(args, args.n_train, device=device, dtype=dtype)
@@ -951,8 +961,7 @@ def main(argv=None):
     device, dtype = common.setup(args)
     if device.type == "cpu":
         keep_freed_memory()
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     mode = {"run": run_mode, "landscape": landscape_mode, "gradient": gradient_mode,
             "trajectory": trajectory_mode, "n-sweep": n_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)

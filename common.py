@@ -4,10 +4,12 @@ whole training step as one CUDA graph.
 
 Nothing experiment-specific lives here: models, data and training loops stay in their scripts.
 """
+import argparse
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,31 +59,89 @@ def require(ok, message):
         raise UserError(message)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`prog: error: ...`, exit code 2) like every other refusal, and
+    whose help shows each flag's default."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+MAX_THREADS = 1024  # torch.set_num_threads(100_000) crashes the interpreter; 1,024 ran fine on 2 cores
+
+
 def check_standard_args(args):
+    """What every script's flags share, checked before anything is written: every float flag is finite,
+    no int flag is negative, seeds fit numpy's 0..2**32-1, and --out can be a run folder."""
+    for name, v in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, float):
+            require(math.isfinite(v), f"{flag} must be a finite number, got {v}.")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            require(v >= 0, f"{flag} must be >= 0, got {v}.")
+            require(not name.endswith("seed") or v < 2 ** 32, f"{flag} must be in 0..2**32-1, got {v}.")
     require(args.steps > 0, f"--steps must be positive, got {args.steps}.")
     require(0 < args.acc_threshold <= 1, f"--acc-threshold must be in (0, 1], got {args.acc_threshold}.")
     require(args.eval_points > 0, f"--eval-points must be positive, got {args.eval_points}.")
-    require(args.threads >= 0, f"--threads must be >= 0, got {args.threads}.")
+    require(args.threads <= MAX_THREADS, f"--threads must be in 0..{MAX_THREADS}, got {args.threads}.")
+    check_out(args.out)
+
+
+def check_out(out):
+    """--out must be a folder, or a path where one can be made: nothing is created here."""
+    if out is None:
+        return
+    path = Path(out)
+    require(not path.exists() or path.is_dir(), f"--out {out} is a file, not a folder.")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    require(parent.is_dir(), f"--out {out} cannot be made: {parent} is a file, not a folder.")
+    require(os.access(parent, os.W_OK | os.X_OK), f"--out {out} cannot be written: no write permission in {parent}.")
 
 
 def main_guard(main):
-    """Run main(); turn UserError into one line on stderr and exit code 2 (no traceback)."""
+    """Run main(); turn UserError into one line on stderr and exit code 2 (no traceback); a NaN stop or
+    running out of memory into one line and exit code 1."""
+    name = Path(sys.argv[0]).name
     try:
         main()
     except UserError as e:
-        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except NonFiniteLoss as e:
-        print(f"{Path(sys.argv[0]).name}: stopped: {e}", file=sys.stderr)
+        print(f"{name}: stopped: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+            raise  # torch's CPU and CUDA allocators say so in a RuntimeError (or its subclass OutOfMemoryError)
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"a tensor of {int(asked[1]) / 2 ** 30:.3g} GiB" if asked else str(e).splitlines()[0][:120]
+        print(f"{name}: stopped: out of memory ({what}); give smaller sizes.", file=sys.stderr)
         sys.exit(1)
 
 
 def parse_floats(text, name):
     """'0.1,0.3,1' -> [0.1, 0.3, 1.0], with a clear error for junk."""
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"{name} must be a comma-separated list of numbers, got {text!r}.") from None
+        values = [math.nan]
+    require(all(map(math.isfinite, values)), f"{name} must be a comma-separated list of finite numbers, got {text!r}.")
+    return values
+
+
+def parse_ints(text, name):
+    """'40,80' -> [40, 80] (each >= 0), with a clear error for junk."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = [-1]
+    require(all(v >= 0 for v in values), f"{name} must be a comma-separated list of integers >= 0, got {text!r}.")
+    return values
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,13 +265,14 @@ class EnsembleAdam(torch.optim.Adam):
 
 def add_shard_arg(parser, modes):
     """--shard i/n | slurm, and --merge (the same flag's third form: train nothing, draw)."""
-    parser.add_argument("--shard", default="0/1",
+    group = parser.add_mutually_exclusive_group()  # --merge --shard 0/2 would otherwise train shard 0
+    group.add_argument("--shard", default="0/1",
                         help=f"{modes}: train only points i, i+n, i+2n, ... of the grid (i/n, e.g. a job-array "
                              "index; 'slurm': i and n from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT); points "
                              "already saved in <out>/points/ are skipped (a killed job resumes). A shard (n > 1) "
                              "only saves points; the whole grid (no --shard) or --merge draws the figure from the "
                              "points present and lists the missing ones. Shards share one --out")
-    parser.add_argument("--merge", action="store_const", const="merge", dest="shard",
+    group.add_argument("--merge", action="store_const", const="merge", dest="shard",
                         help=f"{modes}: train nothing; draw the figure and write summary.json from the points "
                              "saved in --out by the shards (the merge job of a job array), listing any missing")
 
@@ -267,12 +328,16 @@ def check_points(out, settings):
 
 def check_grid_args(args, settings):
     """Before make_run_dir (a refused run writes nothing): a grid mode (settings: the flags its points depend
-    on) must not reuse a points folder made with other settings; any other mode (settings None) takes no
-    --shard or --merge."""
+    on) must not reuse a points folder made with other settings, and --merge needs saved points; any other mode
+    (settings None) takes no --shard or --merge."""
     if settings is None:
         require(args.shard == "0/1", f"--shard and --merge are for the grid modes; --mode {args.mode} has no grid.")
-    else:
-        check_points(args.out, settings)
+        return
+    check_points(args.out, settings)
+    if args.shard_pair is None:
+        points = Path(args.out or ".") / "points"
+        require(args.out and any(p.name != "settings.json" for p in points.glob("*.json")),
+                f"--merge: no grid point is saved in {points} yet; run without --merge (or the shards) first.")
 
 
 def shard_todo(names, out, shard, settings):
@@ -338,11 +403,16 @@ def log_steps(total, n_points=150):
 # ----------------------------------------------------------------------------------------------
 # run directory and JSON files
 # ----------------------------------------------------------------------------------------------
+UMASK = os.umask(0o022)
+os.umask(UMASK)  # read (the only way is to set it), put back
+
+
 def write_json(path, obj):
     """Atomic write: a temp file in the same folder, then rename (a killed run never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; results follow the umask like any other file
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=1, default=_json_default)
         f.write("\n")
@@ -369,11 +439,44 @@ def _git_commit():
         return None
 
 
-def make_run_dir(script, args, device):
-    """Create the run directory and write config.json (all args, versions, device, git commit)."""
+RUN_FILES = ("config.json", "metrics.json", "summary.json")  # points/ guards itself (check_points)
+WHERE = {"out", "device", "threads", "shard", "shard_pair"}  # flags a rerun of the same command may change
+
+
+def check_run_folder(out, script, args, grid):
+    """An --out that holds results must hold this command's: the same script and mode (a grid then resumes
+    its points) and, for a single run, the same flags apart from WHERE. Anything else is refused, so two
+    runs' files never mix."""
+    config = out / "config.json"
+    if not config.is_file():
+        found = [f for f in RUN_FILES if (out / f).exists()]
+        require(not found, f"--out {out} holds {', '.join(found)} but no config.json: not a run folder; give a new --out.")
+        return
+    try:
+        old = json.loads(config.read_text())
+        was, old_args = old["script"], old["args"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{config} is not a run's config.json; give a new --out.") from None
+    require(was == script and old_args.get("mode") == args.mode,
+            f"--out {out} holds a {was} --mode {old_args.get('mode')} run; give a new --out.")
+    if not grid:
+        new = _settings_json(vars(args))
+        changed = sorted(k for k in set(old_args) & set(new) if k not in WHERE and old_args[k] != new[k])
+        require(not changed, f"--out {out} holds a run with other flags ({', '.join('--' + k.replace('_', '-') for k in changed)}); "
+                             "give a new --out.")
+
+
+def make_run_dir(script, args, device, grid_settings=None):
+    """Check the flags that shape a grid (check_grid_args) and the run folder (check_run_folder), then create
+    the run directory and write config.json (all args, versions, device, git commit). A stale
+    summary.json goes first: a run that stops early never sits beside an older run's summary."""
     name = Path(script).stem
+    check_grid_args(args, grid_settings)
     out = Path(args.out) if args.out else REPO / "runs" / name / f"{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_run_folder(out, name, args, grid=grid_settings is not None)
     out.mkdir(parents=True, exist_ok=True)
+    if not is_piece(getattr(args, "shard_pair", None)):
+        (out / "summary.json").unlink(missing_ok=True)
     config = {
         "script": name,
         "args": vars(args),

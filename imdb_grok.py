@@ -74,7 +74,6 @@ Choices (paper vs the authors' code, REFERENCE.md):
   and backward, clipping, AdamW, projection) is one graph replay on its stream, reading the batch's
   indices from a buffer; an epoch's short last batch has a graph of its own.
 """
-import argparse
 import contextlib
 import hashlib
 import io
@@ -113,8 +112,7 @@ def _floats(xs):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_standard_args(p, modes=MODES, steps=None, acc_threshold=0.65,
                              acc_threshold_help="accuracy that counts as 'reached' in summary.json. 0.65: both runs' "
                                                 "train curves pass it within ~50 steps, and the test curves only "
@@ -192,7 +190,7 @@ def _resolve_defaults(args):
 
 def _check_args(args):
     req = common.require
-    steps, args.steps = args.steps, args.steps or 1  # landscape: None = per-row steps from --epochs
+    steps, args.steps = args.steps, 1 if args.steps is None else args.steps  # landscape: None = per-row steps from --epochs
     common.check_standard_args(args)
     args.steps = steps
     req(args.alpha > 0, f"--alpha must be positive, got {args.alpha}.")
@@ -374,15 +372,23 @@ def load_imdb(args, size, device):
     key = {"reviews_bytes": path.stat().st_size, "size": size, "seed": args.seed, "test_frac": args.test_frac,
            "vocab": args.vocab, "seq_len": args.seq_len, "tokenizer": 1}
     cache = path.parent / "cache" / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".pt")
+    d = None
     if cache.is_file():
-        d = torch.load(cache, weights_only=True)
-    else:
+        try:
+            d = torch.load(cache, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file: it is only a cache, so rebuild it
+            print(f"{cache} is unreadable ({str(e).strip()[:60]}); building it again.", flush=True)
+    if d is None:
         try:
             reviews = json.loads(path.read_text())
-            texts, labels = [r["t"] for r in reviews], torch.tensor([int(r["s"]) for r in reviews])
-        except (ValueError, KeyError, TypeError) as e:
-            raise common.UserError(f"could not read {path} ({str(e)[:80]}); delete it and run "
-                                   "`python imdb_grok.py --mode fetch`.") from None
+            texts, labels = [r["t"] for r in reviews], [r["s"] for r in reviews]
+        except (ValueError, KeyError, TypeError):
+            reviews = None
+        common.require(reviews is not None and all(isinstance(t, str) for t in texts)
+                       and all(v in (0, 1) and not isinstance(v, float) for v in labels),
+                       f"could not read {path}: not a list of {{\"t\": text, \"s\": 0 or 1}} reviews; delete it and "
+                       "run `python imdb_grok.py --mode fetch`.")
+        labels = torch.tensor(labels)
         common.require(size <= len(texts), f"--size {size} is larger than the {len(texts)} reviews in {path}.")
         g = torch.Generator().manual_seed(args.seed)  # the data's own generator (not the model init's)
         pick = torch.randperm(len(texts), generator=g)[:size]
@@ -685,8 +691,7 @@ def main(argv=None):
     # Data before the run directory: a --size the data cannot give is refused with nothing written. The
     # landscape builds its largest row here (cached, so the row itself costs nothing more later).
     data = load_imdb(args, max(args.size_list) if args.mode == "landscape" else args.size, device)
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     print(f"preset {args.preset}: hidden {args.hidden}, {args.seq_len} tokens"
           + (f", {args.steps} steps" if args.mode != "landscape" else "")
           + ("" if args.preset == "paper" else " (the paper's setting: --preset paper, a GPU job)"))

@@ -69,7 +69,6 @@ Choices (paper vs the authors' code, REFERENCE.md):
   "all elements = label" (values 0..9, --template paper); that image has ~25x the norm of a digit, so
   the mixture would be dominated by the label at any m < 1 - we follow the code that made the figure.
 """
-import argparse
 import hashlib
 import math
 import os
@@ -102,8 +101,7 @@ def _floats(xs):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_standard_args(p, modes=MODES, steps=None, acc_threshold=0.8)
     p.set_defaults(eval_points=None)
     # Defaults of these depend on the mode (None = the paper's value for that mode).
@@ -219,7 +217,8 @@ def _check_args(args):
     req(args.wd_list and min(args.wd_list) >= 0, f"--wds must be numbers >= 0, got {args.wds!r}.")
     req(args.m_list and all(0 <= m <= 1 for m in args.m_list), f"--ms must be numbers in [0, 1], got {args.ms!r}.")
     req(args.size_list and min(args.size_list) > 0, f"--sizes must be positive integers, got {args.sizes!r}.")
-    req(len(args.slice_list) == 2, f"--slice-sizes takes two sizes (small,large), got {args.slice_sizes!r}.")
+    req(len(args.slice_list) == 2 and min(args.slice_list) > 0,
+        f"--slice-sizes takes two positive sizes (small,large), got {args.slice_sizes!r}.")
     req(len(args.path_alpha_list) == 2 and min(args.path_alpha_list) > 0,
         f"--path-alphas takes two positive alphas (A,B), got {args.path_alphas!r}.")
     req(args.b_alpha > 0, f"--b-alpha must be positive, got {args.b_alpha}.")
@@ -333,6 +332,9 @@ def load_mnist(args, device, dtype):
         labels = read_idx(raw_dir(args.data_dir) / f"{prefix}-labels-idx1-ubyte", 1).long()
         common.require(len(images) == len(labels), f"could not read MNIST: {prefix} has {len(images)} images but "
                                                    f"{len(labels)} labels; delete {raw_dir(args.data_dir)} and fetch again.")
+        common.require(images.shape[1:] == (28, 28) and (len(labels) == 0 or int(labels.max()) <= 9),
+                       f"could not read MNIST: {prefix} holds {tuple(images.shape[1:])} images or labels above 9, not "
+                       f"MNIST's 28 x 28 digits 0-9; delete {raw_dir(args.data_dir)} and fetch again.")
         x = images.reshape(len(images), -1).to(dtype) / 255
         if args.normalize:
             x = (x - 0.1307) / 0.3081  # MNIST's pixel mean and std
@@ -914,8 +916,7 @@ def main(argv=None):
     common.require(max(args.size_list) <= n_avail or args.mode not in ("landscape", "n-sweep"),
                    f"--sizes: {max(args.size_list)} is larger than the {n_avail} training images in "
                    f"{raw_dir(args.data_dir)}.")
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     modes = {"run": run_mode, "landscape": landscape_mode, "n-sweep": n_sweep_mode, "wd-sweep": wd_sweep_mode,
              "repr": repr_mode}
     summary = modes[args.mode](args, out, data, device, dtype)

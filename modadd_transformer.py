@@ -44,7 +44,6 @@ the authors': both ~100% at ~300). Seed 0 (the default; 3000 steps): train 99% a
 0.97 and stays there to step 3000 (float64, 2000 steps: 0.986) while the training loss creeps down
 (0.13 at step 3000: at this norm the logits are bounded, so the loss cannot reach 0).
 """
-import argparse
 import math
 import time
 
@@ -61,8 +60,7 @@ MODES = ["run", "landscape", "wd-sweep"]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     # 15k steps, the authors' run length: their test accuracy was ~100% by ~8k; ours (seed 0) reaches
     # 99% at 10.9k and the weight norm settles at ~30 by 15k, so 1e4 would stop mid-transition.
     common.add_standard_args(p, modes=MODES, steps=15_000, acc_threshold=0.99)
@@ -94,7 +92,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
 
     common.check_standard_args(args)
-    common.require(args.p >= 2, f"--p must be at least 2, got {args.p}.")
+    common.require(2 <= args.p <= 1000, f"--p must be in 2..1000 (p^2 pairs, p^3 logits), got {args.p}.")
     common.require(0 < args.train_frac < 1, f"--train-frac must be in (0, 1), got {args.train_frac}.")
     common.require(args.d_model > 0 and args.d_mlp > 0 and args.n_heads > 0,
                    "--d-model, --d-mlp and --n-heads must be positive.")
@@ -545,8 +543,7 @@ def wd_sweep_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     mode = {"run": run_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)
     print(f"wrote {out}")

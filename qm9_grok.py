@@ -105,6 +105,7 @@ import hashlib
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import common
+
+# torch_geometric 2.x calls torch.jit.script when imported, which torch >= 2.10 flags as deprecated: without
+# this, every message of this script (errors included) would come after a two-line FutureWarning.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 # ----------------------------------------------------------------------------------------------
 # arguments
@@ -133,8 +138,7 @@ def _floats(xs):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_standard_args(p, modes=MODES, steps=None, acc_threshold=1.0,
                              steps_help="optimizer steps per run (default: the authors' epochs converted to "
                                         "steps: int(100 * 50000 / size) * ceil(size / 2 / batch) for run, "
@@ -195,7 +199,7 @@ def _resolve_defaults(args):
 
 def _check_args(args):
     req = common.require
-    common.check_standard_args(argparse.Namespace(**{**vars(args), "steps": args.steps or 1}))  # steps may be None
+    common.check_standard_args(argparse.Namespace(**{**vars(args), "steps": 1 if args.steps is None else args.steps}))  # steps may be None
     req(args.steps is None or args.steps > 0, f"--steps must be positive, got {args.steps}.")
     req(args.alpha > 0, f"--alpha must be positive, got {args.alpha}.")
     req(args.wd >= 0, f"--wd must be >= 0, got {args.wd}.")
@@ -213,7 +217,8 @@ def _check_args(args):
     except ValueError:
         raise common.UserError("--sizes and --slice-sizes take comma-separated integers.") from None
     req(args.size_list and min(args.size_list) >= 4, f"--sizes must be integers >= 4, got {args.sizes!r}.")
-    req(len(args.slice_list) == 2, f"--slice-sizes takes two sizes (small,large), got {args.slice_sizes!r}.")
+    req(len(args.slice_list) == 2 and min(args.slice_list) > 0,
+        f"--slice-sizes takes two positive sizes (small,large), got {args.slice_sizes!r}.")
     args.shard_pair = common.parse_shard(args.shard)
 
 
@@ -299,8 +304,15 @@ def read_rows(paths, size, target):
             reader = csv.DictReader(f)
             missing = {"Index", "SMILES", "N_atoms", target} - set(reader.fieldnames or [])
             common.require(not missing, f"{path} lacks the column(s) {', '.join(sorted(missing))} (qm9pack's format).")
-            for r in reader:
-                rows.append((int(r["Index"]), r["SMILES"], int(r["N_atoms"]), float(r[target])))
+            for k, r in enumerate(reader, start=1):
+                try:
+                    row = (int(r["Index"]), str(r["SMILES"]), int(r["N_atoms"]), float(r[target]))
+                    if not math.isfinite(row[3]):
+                        raise ValueError(row[3])
+                    rows.append(row)
+                except (TypeError, ValueError):  # a cut or edited line
+                    raise common.UserError(f"{path} data row {k} is not a QM9 row (Index, SMILES, N_atoms, {target}); "
+                                           f"reinstall {QM9PACK}=={QM9PACK_VERSION} or fix --csv-dir.") from None
                 if len(rows) >= size:
                     break
     common.require(len(rows) >= size, f"asked for {size} molecules, but the QM9 CSVs hold {len(rows)}.")
@@ -338,7 +350,10 @@ def load_qm9(args, size):
     key = f"{tag}_{FEATURIZATION}-{args.features}_rdkit-{rdkit.__version__}_{args.target}_n{size}"
     cache = Path(args.data_dir) / "qm9" / f"{key}.pt"
     if cache.is_file():
-        return torch.load(cache, weights_only=False)  # our own file: a pickled torch_geometric Batch
+        try:
+            return torch.load(cache, weights_only=False)  # our own file: a pickled torch_geometric Batch
+        except Exception as e:  # noqa: BLE001 - truncated or foreign: it is only a cache, so rebuild it
+            print(f"{cache} is unreadable ({str(e).strip()[:60]}); building it again.", flush=True)
     rows = read_rows(paths, size, args.target)
     data = []
     for gdb, smiles, n_atoms, y in rows:
@@ -684,9 +699,9 @@ def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
     size = max(args.size_list) if args.mode == "landscape" else args.size
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
+    common.check_grid_args(args, grid_settings(args))  # flags first, then the data (make_run_dir checks again)
     batch = load_qm9(args, size)  # every input check (data present, target, size) happens before out is made
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     summary = {"run": run_mode, "landscape": landscape_mode}[args.mode](args, out, batch, device, dtype)
     print(f"wrote {out}")
     return summary

@@ -36,6 +36,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -320,6 +321,24 @@ def prepare(d, cmd):
     d.mkdir(parents=True, exist_ok=True)
 
 
+CHILDREN = set()  # the scripts running now: stopping reproduce.py stops them too
+
+
+def stop_children(signum, frame):
+    """SIGTERM (kill, a job scheduler's stop): end the running scripts before exiting, so none keeps writing."""
+    running = list(CHILDREN)
+    for child in running:
+        child.terminate()
+    for child in running:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    print(f"reproduce.py: stopped by signal {signum}; {len(running)} running script(s) stopped. Run the same command "
+          "again to go on: finished runs are kept.", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 def execute(d, cmd):
     """Run one experiment script; returns (ok, seconds)."""
     prepare(d, cmd)
@@ -328,7 +347,12 @@ def execute(d, cmd):
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     t0 = time.time()
     with open(d / "reproduce.log", "w") as log:
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        CHILDREN.add(child)
+        try:
+            rc = child.wait()
+        finally:
+            CHILDREN.discard(child)
     seconds = time.time() - t0
     ok = rc == 0 and (d / "summary.json").exists()
     write_json(rec, {"status": "done" if ok else "failed", "returncode": rc, "settings": key,
@@ -606,7 +630,14 @@ def resolve_device(name):
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out) if args.out else REPO / "runs" / "reproduce" / args.scale
-    figs = expand([k.strip() for k in args.only.split(",") if k.strip()]) if args.only else FIGURES
+    keys = [k.strip() for k in args.only.split(",") if k.strip()]
+    if args.only and not keys:
+        print(f"reproduce.py: --only {args.only!r} names no figure; --list shows them.", file=sys.stderr)
+        return 2
+    if out.exists() and not out.is_dir():
+        print(f"reproduce.py: --out {out} is a file, not a folder.", file=sys.stderr)
+        return 2
+    figs = expand(keys) if keys else FIGURES
 
     if args.list:
         for fig in figs:
@@ -625,6 +656,9 @@ def main(argv=None):
         return 0
 
     device = "auto" if args.slurm and args.device == "auto" else resolve_device(args.device)  # a job picks its own
+    if device == "cuda" and not args.slurm and not args.dry_run and resolve_device("auto") != "cuda":
+        print("reproduce.py: --device cuda was asked for but no GPU is visible.", file=sys.stderr)
+        return 2
     jobs = args.jobs or (1 if device == "cuda" else os.cpu_count() or 1)
     threads = 0 if args.slurm else args.threads or (max(1, (os.cpu_count() or 1) // jobs) if device == "cpu" else 0)
     todo, skipped = [], []
@@ -656,7 +690,12 @@ def main(argv=None):
         print(f"# {len(todo)} to run, {len(skipped)} already done", file=sys.stderr)
         return 0
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"reproduce.py: --out {out} cannot be made ({e.strerror}).", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, stop_children)
     est = sum(t[1].est.get(args.scale) or 0 for t in todo)
     print(f"reproduce ({args.scale}): {len(todo)} runs to do, {len(skipped)} done already; {jobs} at a time, "
           f"device {device}{f', {threads} thread(s) each' if threads else ''}; expected ~{fmt_time(est / jobs)}; "

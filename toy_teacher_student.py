@@ -21,7 +21,6 @@ Expected result: alpha = 2, wd = 0.05 fits the training set within ~1k steps and
 after ~3e4 steps (grokking); alpha = 0.5 generalizes right after fitting; in the wd sweep the steps to
 95% test accuracy scale as wd^-1 while the steps to 95% train accuracy do not depend on wd.
 """
-import argparse
 import math
 import time
 
@@ -37,8 +36,7 @@ MODES = ["run", "grid", "landscape", "wd-sweep"]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = common.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_standard_args(p, modes=MODES, steps=100_000, acc_threshold=0.95)
     p.set_defaults(seed=1)  # the authors' student seed (teacher: seed 0)
     p.add_argument("--alpha", type=float, default=2.0, help="init scale of the student, w = alpha * w0 (run mode)")
@@ -68,6 +66,7 @@ def parse_args(argv=None):
     common.require(args.lr > 0, f"--lr must be positive, got {args.lr}.")
     common.require(args.theta > 0, f"--theta must be positive, got {args.theta}.")
     common.require(args.n_train > 0 and args.n_test > 0, "--n-train and --n-test must be positive.")
+    common.require(args.width > 0, f"--width must be positive, got {args.width}.")
     common.require(args.landscape_steps > 0, f"--landscape-steps must be positive, got {args.landscape_steps}.")
     common.require(args.sweep_alpha > 0, f"--sweep-alpha must be positive, got {args.sweep_alpha}.")
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
@@ -361,8 +360,7 @@ def wd_sweep_mode(args, out, device, dtype):
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = common.setup(args)
-    common.check_grid_args(args, grid_settings(args))  # before anything is written
-    out = common.make_run_dir(__file__, args, device)
+    out = common.make_run_dir(__file__, args, device, grid_settings(args))
     mode = {"run": run_mode, "grid": grid_mode, "landscape": landscape_mode, "wd-sweep": wd_sweep_mode}[args.mode]
     summary = mode(args, out, device, dtype)
     print(f"wrote {out}")

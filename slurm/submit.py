@@ -81,6 +81,14 @@ def grid_command(command):
     return [script] + args, out
 
 
+def sbatch_options(text):
+    """--slurm-args as sbatch's argv (shell quoting), with a clear error for an unbalanced quote."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise SubmitError(f"--slurm-args {text!r}: {e} (quote as in a shell).") from None
+
+
 def _sbatch(argv, dry_run):
     print("$ " + shlex.join(argv), flush=True)
     if dry_run:
@@ -97,7 +105,7 @@ def submit(command, shards, *, slurm_args="", python=sys.executable, dry_run=Fal
     if shards < 1:
         raise SubmitError(f"--shards must be at least 1, got {shards}.")
     command, out = grid_command(command)
-    extra = shlex.split(slurm_args)
+    extra = sbatch_options(slurm_args)
     name = job_name or f"omnigrok-{Path(command[0]).stem}-{_flag(command, '--mode')}"
     logs = out / "slurm"
     if not dry_run:
@@ -128,7 +136,7 @@ def submit_job(command, out, *, slurm_args="", python=sys.executable, dry_run=Fa
         logs.mkdir(parents=True, exist_ok=True)
     wait = [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"] if after else []
     job = _sbatch(["sbatch", "--parsable", f"--chdir={REPO}", *wait, f"--job-name={job_name or 'omnigrok'}",
-                   f"--output={logs}/%j.out", *shlex.split(slurm_args), str(TEMPLATE), python, *command], dry_run)
+                   f"--output={logs}/%j.out", *sbatch_options(slurm_args), str(TEMPLATE), python, *command], dry_run)
     print(f"submitted {shlex.join(command)}: job {job}" + (f" (after {after})" if after else ""), flush=True)
     return job
 
@@ -167,6 +175,9 @@ def main(argv=None):
         return submit(command, a.shards, slurm_args=a.slurm_args, python=a.python, dry_run=a.dry_run)
     except SubmitError as e:
         print(f"submit.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a log folder that cannot be made (--out a file, no permission)
+        print(f"submit.py: error: {e.strerror}: {e.filename}", file=sys.stderr)
         sys.exit(2)
 
 
