@@ -161,7 +161,7 @@ def parse_args(argv=None):
     args.alpha_lohi = _pair(args.alpha_range, "--alpha-range", (FINE if fine else COARSE)["alpha"])
     args.m_lohi = _pair(args.m_range, "--m-range", (FINE if fine else COARSE)["m"])
     args.start_am = _pair(args.start, "--start", None)
-    args.n_train_list = [int(x) for x in common.parse_floats(args.n_trains, "--n-trains")]
+    args.n_train_list = common.parse_ints(args.n_trains, "--n-trains")
     args.shard_pair = common.parse_shard(args.shard)
 
     common.check_standard_args(args)

@@ -107,14 +107,11 @@ def parse_args(argv=None):
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     args.frac_list = common.parse_floats(args.fracs, "--fracs")
     args.wd_list = common.parse_floats(args.wds, "--wds")
-    try:
-        args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise common.UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}.") from None
+    args.seed_list = common.parse_ints(args.seeds, "--seeds")
     common.require(args.alpha_list and min(args.alpha_list) > 0, "--alphas must be positive numbers.")
     common.require(args.frac_list and all(0 < f < 1 for f in args.frac_list), "--fracs must be numbers in (0, 1).")
     common.require(args.wd_list and min(args.wd_list) > 0, "--wds must be positive numbers (log-log fit).")
-    common.require(args.seed_list, "--seeds must list at least one seed.")
+    common.require(args.seed_list and max(args.seed_list) < 2 ** 32, "--seeds must list seeds in 0..2**32-1.")
     for frac in [args.train_frac] + args.frac_list:
         n = int(frac * args.p ** 2)
         common.require(0 < n < args.p ** 2, f"train fraction {frac} of {args.p}^2 pairs leaves an empty split.")

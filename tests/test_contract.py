@@ -6,6 +6,8 @@ never written into; result files follow the umask.
 Each script runs in this process (its main through common.main_guard, as `python script.py` does), on
 tiny fixture data in the real formats (the fixtures of the scripts' own tests).
 """
+import csv
+import io
 import json
 import os
 import re
@@ -143,6 +145,26 @@ def test_non_finite_numbers_are_refused(script, value, data, tmp_path, capsys):
             rf"{lists} must be .*finite", tmp_path)
 
 
+OWN_BAD = [  # (script, mode, flags, what stderr says): each script's own sizes and lists
+    ("toy", "run", ["--width", "0"], r"--width must be positive"),
+    ("toy", "run", ["--width", "-5"], r"--width must be >= 0"),
+    ("modadd", "run", ["--p", "100000"], r"--p must be in 2\.\.1000"),
+    ("modadd", "wd-sweep", ["--seeds", "0,-1"], r"--seeds must be a comma-separated list of integers >= 0"),
+    ("addition", "n-sweep", ["--n-trains", "35.5"], r"--n-trains must be a comma-separated list of integers"),
+    ("addition", "run", ["--p", "5000"], r"--p must be in 2\.\.1000"),
+    ("mnist", "landscape", ["--slice-sizes", "0,60"], r"--slice-sizes takes two positive sizes"),
+    ("qm9", "landscape", ["--slice-sizes", "0,30"], r"--slice-sizes takes two positive sizes"),
+    ("imdb", "run", ["--size", "2"], r"--size must be at least 4"),
+    ("mnist", "run", ["--n-train", "100000"], r"--n-train 100000 is larger than the 160 training images"),
+    ("qm9", "run", ["--size", "1000"], r"asked for 1000 molecules, but the QM9 CSVs hold 40"),
+]
+
+
+@pytest.mark.parametrize("script,mode,flags,match", OWN_BAD, ids=[f"{s}-{' '.join(f)}" for s, _, f, _ in OWN_BAD])
+def test_own_bad_input_is_one_sentence_and_exit_2(script, mode, flags, match, data, tmp_path, capsys):
+    refused(script, base(script, data, mode) + ["--out", str(tmp_path / "run")] + flags, capsys, match, tmp_path)
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_out_that_cannot_be_a_folder(script, data, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
@@ -249,11 +271,21 @@ def test_corrupt_imdb_review_is_refused(bad, data, tmp_path, capsys):
             r"could not read .*reviews\.json: not a list of .* reviews; delete it and run", tmp_path / "run")
 
 
-def test_corrupt_qm9_row_is_refused(data, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["cut", "nan"])
+def test_corrupt_qm9_row_is_refused(damage, data, tmp_path, capsys):
     d = tmp_path / "qm9csv"
     d.mkdir()
     lines = (data / "qm9csv" / "qm9_part1.csv").read_text().splitlines(keepends=True)
-    (d / "qm9_part1.csv").write_text("".join(lines[:5]) + lines[5][:40] + "\n")  # a cut line
+    with open(data / "qm9csv" / "qm9_part1.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    if damage == "cut":
+        bad = lines[5][:40] + "\n"
+    else:  # the target column of row 5 says nan
+        rows[5][rows[0].index(qm9_grok.parse_args([]).target)] = "nan"
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(rows[5])
+        bad = buf.getvalue()
+    (d / "qm9_part1.csv").write_text("".join(lines[:5]) + bad)
     refused("qm9", base("qm9", data) + ["--csv-dir", str(d), "--data-dir", str(tmp_path / "c"), "--size", "5",
                                         "--out", str(tmp_path / "run")], capsys,
             r"qm9_part1\.csv data row 5 is not a QM9 row", tmp_path / "run")
@@ -281,12 +313,16 @@ def test_truncated_cache_is_rebuilt(script, data, tmp_path, capsys):
 # the real command line: one line on stderr, nothing printed before it (an import's warning, say)
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_cli_error_is_exactly_one_line(script, tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / f"{SCRIPTS[script].__name__}.py"), "--seed", "-1",
-                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.splitlines() == [f"{SCRIPTS[script].__name__}.py: error: --seed must be >= 0, "
-                                                           "got -1."], r.stderr
-    assert not (tmp_path / "run").exists()
+def test_cli_error_is_exactly_one_line(script, data, tmp_path):
+    """Refused after the data is read (all imports done): a foreign run folder as --out."""
+    other = tmp_path / "other"
+    common.write_json(other / "config.json", {"script": "another_script", "args": {"mode": "run"}})
+    name = SCRIPTS[script].__name__
+    r = subprocess.run([sys.executable, str(REPO / f"{name}.py"), *base(script, data), "--out", str(other)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"{name}.py: error: --out {other} holds a another_script --mode run run; give a new --out."], r.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["config.json"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,3 +413,28 @@ def test_landscape_from_another_scripts_run_is_refused(data, tmp_path, capsys):
                        (tmp_path / "nothing", r"holds no finished run")):
         refused("addition", ["--mode", "trajectory", "--landscape-from", str(src), "--out", str(tmp_path / "t")], capsys,
                 match, tmp_path / "t")
+
+
+def test_a_started_run_removes_the_old_summary(tmp_path):
+    """A rerun of the same command (on another device, say) that stops early never sits beside the old summary."""
+    args = toy_teacher_student.parse_args(["--out", str(tmp_path), "--steps", "5"])
+    out = common.make_run_dir("toy_teacher_student.py", args, common.torch.device("cpu"))
+    common.write_json(out / "summary.json", {"old": True})
+    common.make_run_dir("toy_teacher_student.py", args, common.torch.device("cpu"))
+    assert not (out / "summary.json").exists() and (out / "config.json").exists()
+
+
+def test_out_of_memory_is_one_line(data, tmp_path, capsys):
+    code, _, err = run("toy", base("toy", data) + ["--width", "100000000", "--out", str(tmp_path / "run")], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and re.fullmatch(r"\S+: stopped: out of memory \(a tensor of [\d.e+]+ GiB\); give smaller sizes\.", last), err
+
+
+def test_slurm_submit_explains_an_unbalanced_quote(capsys):
+    sys.path.insert(0, str(REPO / "slurm"))
+    import submit
+    with pytest.raises(SystemExit) as e:
+        submit.main(["--dry-run", "--slurm-args", '"-p gpu', "--", "mnist_grok.py", "--mode", "landscape"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.splitlines() == [
+        "submit.py: error: --slurm-args '\"-p gpu': No closing quotation (quote as in a shell)."], err
