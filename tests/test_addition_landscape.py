@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 
 
 def run(*argv, check=True):
-    r = subprocess.run([sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=600)
     if check:
         assert r.returncode == 0, r.stderr[-2000:]
     return r
@@ -176,6 +176,6 @@ def test_script_runs_when_copied_with_common_and_kernels(tmp_path):
     shutil.copytree(REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     r = subprocess.run([sys.executable, "addition_landscape.py", "--mode", "landscape", "--grid-points", "2",
                         "--steps", "5", "--width", "8", "--eval-points", "3", "--out", "out"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "out" / "summary.json").exists()

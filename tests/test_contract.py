@@ -319,7 +319,7 @@ def test_cli_error_is_exactly_one_line(script, data, tmp_path):
     common.write_json(other / "config.json", {"script": "another_script", "args": {"mode": "run"}})
     name = SCRIPTS[script].__name__
     r = subprocess.run([sys.executable, str(REPO / f"{name}.py"), *base(script, data), "--out", str(other)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.splitlines() == [
         f"{name}.py: error: --out {other} holds a another_script --mode run run; give a new --out."], r.stderr
     assert sorted(p.name for p in other.iterdir()) == ["config.json"]
@@ -345,7 +345,7 @@ def test_write_json_killed_mid_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "summary.json"
     common.write_json(path, {"old": 1})
     code = KILL_MID_WRITE.format(repo=str(REPO)) + f"import common\ncommon.write_json({str(path)!r}, {{'new': 2}})\n"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 9, r.stderr
     assert json.loads(path.read_text()) == {"old": 1}
 
@@ -355,7 +355,7 @@ def test_mnist_unpack_killed_mid_file_leaves_no_half_file(tmp_path):
     sha = make_tarball(tgz, idx_bytes(n_train=30, n_test=10, seed=1))
     code = KILL_MID_WRITE.format(repo=str(REPO)) + (
         f"import mnist_grok\nmnist_grok.unpack_npm_tarball({str(tgz)!r}, {str(tmp_path / 'd')!r}, sha256={sha!r})\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 9, r.stderr
     assert not any((tmp_path / "d" / "MNIST" / "raw" / name).exists() for name in mnist_grok.MNIST_FILES)
 
@@ -371,7 +371,7 @@ def test_reproduce_refuses_bad_input_in_one_line(tmp_path):
                         *([] if common.torch.cuda.is_available() else
                           [(["--device", "cuda", "--only", "fig2a", "--out", str(tmp_path / "r")], r"no GPU is visible")])):
         r = subprocess.run([sys.executable, str(REPO / "reproduce.py"), *argv], capture_output=True, text=True,
-                           timeout=300, cwd=tmp_path)
+                           timeout=600, cwd=tmp_path)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and re.search(match, r.stderr), r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
@@ -400,7 +400,7 @@ def test_stopped_reproduce_stops_its_scripts(tmp_path):
     children = [p for p in _processes_with(str(out)) if p != proc.pid]
     assert children, "the training script never started"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM and "stopped by signal" in err, err
     time.sleep(0.5)
     assert not _processes_with(str(out)), "a training script outlived reproduce.py"

@@ -51,6 +51,13 @@ def data_dir(tmp_path_factory):
     return d
 
 
+def stamp(path):
+    """A saved file's identity: inode, modification time and bytes (a point written again - atomically, a new
+    file - changes all three; its "seconds" alone differs between two trainings)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
 def run_main(argv, capsys):
     try:
         common.main_guard(lambda: ig.main(argv))
@@ -220,10 +227,14 @@ def test_landscape_mode_shards_and_refuses_other_settings(data_dir, tmp_path, ca
     s = json.loads((out / "summary.json").read_text())
     assert s["rows_done"] == 1 and s["missing_sizes"] == [40, 120]
     assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_80.json"]
+    row80 = stamp(out / "points" / "size_80.json")
     code, err = run_main(argv + ["--epochs", "3"], capsys)  # other settings into the same folder: refused
     assert code == 2 and "epochs" in err
     code, err = run_main(argv, capsys)  # the rest; row 80 is reused, not retrained
     assert code == 0, err
+    assert stamp(out / "points" / "size_80.json") == row80  # the same file: not written again
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_120.json", "size_40.json",
+                                                                  "size_80.json"]
     s = json.loads((out / "summary.json").read_text())
     assert s["rows_done"] == 3 and np.array(s["test_error_best"]).shape == (3, 3)
     assert (out / "landscape.png").is_file()

@@ -52,6 +52,13 @@ def data_dir(tmp_path_factory):
     return d
 
 
+def stamp(path):
+    """A saved file's identity: inode, modification time and bytes (a point written again - atomically, a new
+    file - changes all three; its "seconds" alone differs between two trainings)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
 def run_main(argv, capsys):
     """mnist_grok's CLI in this process (exit code, stderr); torch stays imported between tests."""
     try:
@@ -156,7 +163,7 @@ def test_run_mode_cli_from_a_copied_folder(data_dir, tmp_path):
     out = tmp_path / "run"
     p = subprocess.run([sys.executable, "mnist_grok.py", "--data-dir", str(data_dir), "--n-train", "100",
                         "--steps", "40", "--eval-points", "10", "--out", str(out)],
-                       cwd=work, capture_output=True, text=True, timeout=120)
+                       cwd=work, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     for f in ("config.json", "metrics.json", "summary.json", "curves.png"):
         assert (out / f).is_file(), f
@@ -190,10 +197,14 @@ def test_landscape_mode(data_dir, tmp_path, capsys):
     code, err = run_main(argv + ["--shard", "1/2"], capsys)  # shard 1 of 2: only the middle row
     assert code == 0, err
     assert sorted(p.name for p in (out / "points").iterdir()) == ["n_train_60.json", "settings.json"]
+    row60 = stamp(out / "points" / "n_train_60.json")
     code, err = run_main(argv + ["--steps", "31"], capsys)  # other settings into the same folder: refused
     assert code == 2 and "steps" in err
     code, err = run_main(argv, capsys)  # the rest; row 60 is skipped, not retrained
     assert code == 0, err
+    assert stamp(out / "points" / "n_train_60.json") == row60  # the same file: not written again
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["n_train_150.json", "n_train_20.json",
+                                                                  "n_train_60.json", "settings.json"]
     s = json.loads((out / "summary.json").read_text())
     assert s["rows_done"] == 3 and np.array(s["test_error_best"]).shape == (3, 3)
     for f in ("landscape.png", "landscape_loss.png", "config.json"):

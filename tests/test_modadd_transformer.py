@@ -19,8 +19,15 @@ TINY = ["--p", "23", "--d-model", "32", "--n-heads", "4", "--d-mlp", "64", "--de
 def run_script(tmp_path, *args, cwd=REPO, script=REPO / "modadd_transformer.py"):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, str(script), *TINY, "--out", str(out), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
     return proc, out
+
+
+def stamp(path):
+    """A saved file's identity: inode, modification time and bytes (a point written again - atomically, a new
+    file - changes all three; its "seconds" alone differs between two trainings)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,8 +175,11 @@ def test_landscape_mode(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (sharded / "points").iterdir()) == ["frac_0.6.json", "settings.json"]
     assert not (sharded / "summary.json").exists()
+    frac06 = stamp(sharded / "points" / "frac_0.6.json")
     proc, _ = run_script(tmp_path / "sharded", *grid, "--shard", "0/2")
     assert proc.returncode == 0, proc.stderr
+    assert "shard 0/2: 1 point(s) to train: frac_0.3" in proc.stdout, proc.stdout  # its own fraction only
+    assert stamp(sharded / "points" / "frac_0.6.json") == frac06  # shard 1's file: not written again
     proc, _ = run_script(tmp_path / "sharded", *grid, "--merge")
     assert proc.returncode == 0, proc.stderr
     merged = json.loads((sharded / "summary.json").read_text())
@@ -193,12 +203,16 @@ def test_wd_sweep_mode(tmp_path):
     assert sorted(p.name for p in (part / "points").iterdir()) == ["settings.json", "wd_0.5_seed_0.json",
                                                                   "wd_2_seed_1.json"]
     assert not (part / "summary.json").exists()  # a shard of several draws nothing
+    saved = {p: stamp(p) for p in (part / "points").glob("wd_*.json")}
     proc, _ = run_script(tmp_path / "part", *sweep, "--merge")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((part / "summary.json").read_text())["members_done"] == "2/4"
     proc, _ = run_script(tmp_path / "part", *sweep)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((part / "summary.json").read_text())["members_done"] == "4/4"
+    assert len(saved) == 2 and {p: stamp(p) for p in saved} == saved  # the shard's points: not written again
+    assert sorted(p.name for p in (part / "points").glob("wd_*.json")) == [
+        "wd_0.5_seed_0.json", "wd_0.5_seed_1.json", "wd_2_seed_0.json", "wd_2_seed_1.json"]
     # the same folder with a different step budget: refused, nothing mixed
     proc, _ = run_script(tmp_path / "part", *sweep, "--sweep-steps", "50")
     assert proc.returncode == 2 and "sweep_steps" in proc.stderr, proc.stderr

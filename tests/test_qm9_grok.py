@@ -40,6 +40,13 @@ def csv_dir(tmp_path_factory):
     return d
 
 
+def stamp(path):
+    """A saved file's identity: inode, modification time and bytes (a point written again - atomically, a new
+    file - changes all three; its "seconds" alone differs between two trainings)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
 def run_main(argv, capsys):
     """qm9_grok's CLI in this process (exit code, stderr)."""
     try:
@@ -216,14 +223,22 @@ def test_run_mode(csv_dir, tmp_path, capsys):
 
 
 def test_compiled_run_agrees_with_eager(csv_dir, tmp_path, capsys):
-    """--compile (torch.compile, Inductor's C++ on CPU) trains the same model: the curves agree to float rounding."""
+    """--compile (torch.compile, Inductor's C++ on CPU) trains the same model: the curves agree to float rounding.
+    And it is compiled: Dynamo captured the training forward, AOTAutograd its backward, Inductor built (or read from
+    its cache) their code - not a silent fallback to eager, which would agree trivially."""
+    from torch._dynamo.utils import counters
     curves = {}
     for flag in ([], ["--compile"]):
         out = tmp_path / ("compiled" if flag else "eager")
+        torch._dynamo.reset()  # no compiled code, no counts from an earlier test in this process
+        counters.clear()
         code, err = run_main(base(csv_dir, tmp_path) + ["--out", str(out), "--size", "30", "--steps", "30",
                                                         "--alpha", "1"] + flag, capsys)
         assert code == 0, err
         curves[bool(flag)] = json.loads((out / "metrics.json").read_text())
+    got = {k: dict(v) for k, v in counters.items()}  # of the compiled run
+    assert counters["frames"]["ok"] >= 1 and counters["stats"]["unique_graphs"] >= 1, got
+    assert counters["aot_autograd"]["ok"] >= 1 and sum(counters["inductor"].values()) > 0, got
     assert curves[True]["steps"] == curves[False]["steps"]
     for key in ("train_loss", "test_loss", "w"):
         assert np.allclose(curves[True][key], curves[False][key], rtol=1e-4), key
@@ -246,11 +261,15 @@ def test_landscape_mode(csv_dir, tmp_path, capsys):
     code, err = run_main(argv + ["--shard", "1/3"], capsys)  # shard 1 of 3: only the middle size
     assert code == 0, err
     assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_12.json"]
+    row12 = stamp(out / "points" / "size_12.json")
     code, err = run_main(argv + ["--steps", "21"], capsys)  # other settings into the same folder: refused
     assert code == 2 and "steps" in err
     assert not (out / "landscape.png").exists()  # a shard only saves its points; the merge draws
     code, err = run_main(argv, capsys)  # the rest; size 12 is reused, not retrained
     assert code == 0, err
+    assert stamp(out / "points" / "size_12.json") == row12  # the same file: not written again
+    assert sorted(p.name for p in (out / "points").iterdir()) == ["settings.json", "size_12.json", "size_20.json",
+                                                                  "size_8.json"]
     code, err = run_main(argv + ["--merge"], capsys)  # the merge job of an array: trains nothing, draws
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
@@ -293,7 +312,7 @@ def test_copied_into_an_empty_folder(csv_dir, tmp_path):
         shutil.copy(REPO / f, work)
     shutil.copytree(REPO / "kernels", work / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     p = subprocess.run([sys.executable, "qm9_grok.py", "--csv-dir", str(csv_dir), "--size", "20", "--steps", "10",
-                        "--eval-points", "4"], cwd=work, capture_output=True, text=True, timeout=120)
+                        "--eval-points", "4"], cwd=work, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     runs = list((work / "runs" / "qm9_grok").iterdir())
     assert len(runs) == 1 and (runs[0] / "summary.json").is_file() and (runs[0] / "curves.png").is_file()

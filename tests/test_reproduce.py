@@ -32,7 +32,9 @@ def test_registry_covers_every_figure_and_claims_name_known_figures():
 @pytest.mark.parametrize("scale", rp.SCALES)
 def test_every_command_parses_with_its_script(scale, tmp_path):
     """Each run's command at each scale is accepted by the script's own argument parser (modes, flags, values)."""
-    (tmp_path / "summary.json").write_text("{}")  # stands in for the run a --landscape-from needs
+    # stands in for the run a --landscape-from needs (addition_landscape reads its config and landscape at parse time)
+    (tmp_path / "config.json").write_text(json.dumps({"script": "addition_landscape", "args": {"mode": "landscape"}}))
+    (tmp_path / "summary.json").write_text(json.dumps({"landscape": {"alphas": [1.0]}}))
     for fig in rp.FIGURES:
         for run in fig.runs:
             module = importlib.import_module(Path(run.script).stem)
@@ -191,7 +193,8 @@ def test_report_links_resolve_and_claims_come_from_the_runs(fake, tmp_path):
 
 def test_dry_run_prints_runnable_commands():
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--dry-run", "--device", "cpu",
-                          "--only", "fig6c", "--out", "/tmp/nonexistent-reproduce"], capture_output=True, text=True)
+                          "--only", "fig6c", "--out", "/tmp/nonexistent-reproduce"], capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0
     lines = out.stdout.splitlines()
     assert lines[0].startswith("python addition_landscape.py --mode landscape")  # fig6c needs fig6ab: added
@@ -200,16 +203,16 @@ def test_dry_run_prints_runnable_commands():
 
 def test_unknown_figure_is_one_line_exit_2():
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--only", "fig99", "--dry-run"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "fig99" in out.stderr
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--report-only", "--out", "/tmp/no-such-reproduction"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no reproduction" in out.stderr
 
 
 def test_slurm_dry_run_chains_a_run_to_the_grid_it_needs(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--slurm", "--dry-run", "--only", "fig6c",
-                          "--shards", "3", "--out", str(tmp_path)], capture_output=True, text=True)
+                          "--shards", "3", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     sbatch = [line for line in out.stdout.splitlines() if line.startswith("$ sbatch")]
     assert len(sbatch) == 3  # fig6ab: array + merge; fig6c: one job after the merge

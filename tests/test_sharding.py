@@ -7,20 +7,26 @@ ends in one sentence and exit code 2, writing nothing.
 Bit for bit also where the unsharded run trains the whole grid as one ensemble and a shard only its own members:
 a member's numbers do not depend on its ensemble (common.EnsembleAdam; common.batched_norm; batched GEMMs, not
 einsum or one shared GEMM, where float64 results would depend on the ensemble size). The float64 cases check
-that last part.
+that last part, in every grid mode that trains points of several rows as one ensemble.
 """
 import json
+from pathlib import Path
 
 import pytest
 
 import addition_landscape
 import common
+import imdb_grok
 import mnist_grok
 import modadd_transformer
+import qm9_grok
 import toy_teacher_student
+from test_imdb_grok import fixture_reviews
 from test_mnist_grok import data_dir  # noqa: F401 - the MNIST IDX fixture, used as a fixture
 
-SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer, "addition": addition_landscape}
+SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer,
+           "addition": addition_landscape, "imdb": imdb_grok, "qm9": qm9_grok}
+IMDB_TINY = ["--hidden", "8", "--embed", "8", "--seq-len", "24", "--vocab", "40", "--batch-size", "10"]
 GRIDS = {  # tiny versions of every grid mode
     ("toy", "landscape"): ["--alphas", "0.5,1,2", "--landscape-steps", "40", "--eval-points", "6"],
     ("toy", "grid"): ["--steps", "30", "--eval-points", "5"],
@@ -40,8 +46,30 @@ GRIDS = {  # tiny versions of every grid mode
     ("addition", "landscape"): ["--grid-points", "3", "--steps", "20", "--width", "16", "--eval-points", "5"],
     ("addition", "n-sweep"): ["--grid-points", "2", "--steps", "20", "--width", "16", "--eval-points", "5",
                               "--n-trains", "35,45"],
+    ("imdb", "landscape"): ["--sizes", "40,80,120", "--alphas", "0.3,1,5", "--epochs", "2", "--min-steps", "0",
+                            "--eval-points", "4", *IMDB_TINY],
+    ("qm9", "landscape"): ["--sizes", "8,12,20", "--alphas", "0.5,1,4", "--steps", "20", "--slice-sizes", "8,20",
+                           "--eval-points", "6"],
 }
-FLOAT64 = [("toy", "wd-sweep"), ("mnist", "n-sweep"), ("mnist", "wd-sweep"), ("addition", "n-sweep")]
+# float64 in every grid mode whose whole run trains points of several rows as one ensemble (where a shard's smaller
+# ensemble could change a member's last bits); in these a point is one row, the same ensemble whole or sharded
+ROWS = {("mnist", "landscape"), ("mnist", "repr"), ("modadd", "landscape"), ("imdb", "landscape"), ("qm9", "landscape")}
+FLOAT64 = [g for g in GRIDS if g not in ROWS]
+
+
+@pytest.fixture(scope="module")
+def data_dirs(data_dir, tmp_path_factory):  # noqa: F811 - data_dir: the MNIST fixture
+    """{script: its data flags}: MNIST's IDX fixture, test_imdb_grok's reviews, the first 40 rows of qm9pack's CSV."""
+    imdb = tmp_path_factory.mktemp("imdb")
+    imdb_grok.reviews_path(imdb).parent.mkdir(parents=True)
+    imdb_grok.reviews_path(imdb).write_text(json.dumps(fixture_reviews()))
+    qm9 = tmp_path_factory.mktemp("qm9")
+    _, paths = qm9_grok.qm9pack_csvs()
+    with open(paths[0]) as src, open(qm9 / "qm9_part1.csv", "w") as dst:
+        for _ in range(41):
+            dst.write(src.readline())
+    return {"mnist": ["--data-dir", str(data_dir), "--offline"], "imdb": ["--data-dir", str(imdb), "--offline"],
+            "qm9": ["--csv-dir", str(qm9), "--data-dir", str(qm9 / "cache")]}
 
 
 def run(script, argv, capsys):
@@ -55,9 +83,14 @@ def run(script, argv, capsys):
     return code, cap.out, cap.err
 
 
-def argv_of(script, mode, out, data_dir, dtype="float32"):
-    data = ["--data-dir", str(data_dir), "--offline"] if script == "mnist" else []
-    return ["--mode", mode, "--out", str(out), "--dtype", dtype] + data + GRIDS[(script, mode)]
+def argv_of(script, mode, out, data_dirs, dtype="float32"):
+    return ["--mode", mode, "--out", str(out), "--dtype", dtype] + data_dirs.get(script, []) + GRIDS[(script, mode)]
+
+
+def missing(out):
+    """The point names summary.json lists as missing (IMDb lists the missing rows' sizes)."""
+    s = json.loads((out / "summary.json").read_text())
+    return s["missing"] if "missing" in s else [f"size_{n}" for n in s["missing_sizes"]]
 
 
 def points(out):
@@ -67,59 +100,63 @@ def points(out):
 
 
 @pytest.mark.parametrize("script, mode, dtype", [(*g, "float32") for g in GRIDS] + [(*g, "float64") for g in FLOAT64])
-def test_grid_mode_shards_and_merges(script, mode, dtype, tmp_path, data_dir, capsys):
+def test_grid_mode_shards_and_merges(script, mode, dtype, tmp_path, data_dirs, capsys, monkeypatch):
+    if dtype == "float64":  # the numbers; the mode's float32 case renders the same figures (most of a case's time)
+        monkeypatch.setattr(common, "savefig", lambda fig, path: (Path(path).write_bytes(b""), common.plt().close(fig)))
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    code, _, err = run(script, argv_of(script, mode, whole, data_dir, dtype), capsys)
+    argv = lambda out: argv_of(script, mode, out, data_dirs, dtype)  # noqa: E731
+    code, _, err = run(script, argv(whole), capsys)
     assert code == 0, err
     names = sorted(points(whole))
-    assert len(names) >= 2 and json.loads((whole / "summary.json").read_text())["missing"] == []
+    assert len(names) >= 2 and missing(whole) == []
+    owned = [len(range(i, len(names), 3)) for i in range(3)]  # points of shard i/3 (every third from i)
 
     # one shard of three: saves its points (every third), draws nothing
-    code, out, err = run(script, argv_of(script, mode, sharded, data_dir, dtype) + ["--shard", "1/3"], capsys)
+    code, out, err = run(script, argv(sharded) + ["--shard", "1/3"], capsys)
     assert code == 0, err
     mine = sorted(points(sharded))
-    assert 0 < len(mine) < len(names) and set(mine) <= set(names)
+    assert len(mine) == owned[1] and set(mine) <= set(names)
     assert not (sharded / "summary.json").exists() and not list(sharded.glob("*.png"))
-    assert "shard 1/3" in out and "--merge" in out
+    assert f"shard 1/3: {owned[1]} point(s) to train" in out and "--merge" in out
     # the merge of what is there: a figure of the points present, the missing ones listed
-    code, out, err = run(script, argv_of(script, mode, sharded, data_dir, dtype) + ["--merge"], capsys)
+    code, out, err = run(script, argv(sharded) + ["--merge"], capsys)
     assert code == 0, err
-    missing = json.loads((sharded / "summary.json").read_text())["missing"]
-    assert sorted(f"{m}.json" for m in missing) == sorted(set(names) - set(mine)) and "missing" in out
+    assert sorted(f"{m}.json" for m in missing(sharded)) == sorted(set(names) - set(mine)) and "missing" in out
     assert list(sharded.glob("*.png"))
-    # the other shards (a rerun of shard 1 finds nothing to do), then the merge
-    before = {p: p.stat().st_mtime_ns for p in (sharded / "points").glob("*.json")}
+    # the other shards, and a rerun of shard 1 that finds nothing to do; then the merge
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in (sharded / "points").glob("*.json")}
     for i in (0, 1, 2):
-        code, out, err = run(script, argv_of(script, mode, sharded, data_dir, dtype) + ["--shard", f"{i}/3"], capsys)
+        code, out, err = run(script, argv(sharded) + ["--shard", f"{i}/3"], capsys)
         assert code == 0, err
-    assert "shard 1/3: 0 point(s) to train" in out or "shard 1/3" not in out
-    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # saved points are never retrained
-    code, out, err = run(script, argv_of(script, mode, sharded, data_dir, dtype) + ["--merge"], capsys)
+        assert f"shard {i}/3: {0 if i == 1 else owned[i]} point(s) to train" in out, out
+    # saved points are never retrained: the same file (inode, time, bytes, its "seconds" included)
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in before} == before
+    code, out, err = run(script, argv(sharded) + ["--merge"], capsys)
     assert code == 0, err
-    assert json.loads((sharded / "summary.json").read_text())["missing"] == []
+    assert missing(sharded) == []
     assert sorted(points(sharded)) == names
     assert points(sharded) == points(whole)
 
 
 @pytest.mark.parametrize("script, mode", [("toy", "landscape"), ("mnist", "n-sweep"), ("modadd", "wd-sweep"),
                                           ("addition", "landscape")])
-def test_bad_shard_input_exits_2_and_writes_nothing(script, mode, tmp_path, data_dir, capsys, monkeypatch):
+def test_bad_shard_input_exits_2_and_writes_nothing(script, mode, tmp_path, data_dirs, capsys, monkeypatch):
     for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
         monkeypatch.delenv(k, raising=False)
     for bad, words in ((["--shard", "3/2"], "0 <= i < n"), (["--shard", "slurm"], "SLURM_ARRAY_TASK_ID"),
                        (["--shard", "x"], "i/n")):
         out = tmp_path / bad[1].replace("/", "_")
-        code, _, err = run(script, argv_of(script, mode, out, data_dir) + bad, capsys)
+        code, _, err = run(script, argv_of(script, mode, out, data_dirs) + bad, capsys)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
     # a points folder made with other settings: refused before anything is written (config.json included)
     out = tmp_path / "grid"
-    code, _, err = run(script, argv_of(script, mode, out, data_dir) + ["--shard", "0/2"], capsys)
+    code, _, err = run(script, argv_of(script, mode, out, data_dirs) + ["--shard", "0/2"], capsys)
     assert code == 0, err
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     changed = ["--eval-points", "7"]
     for extra in ([], ["--shard", "1/2"], ["--merge"]):
-        code, _, err = run(script, argv_of(script, mode, out, data_dir) + changed + extra, capsys)
+        code, _, err = run(script, argv_of(script, mode, out, data_dirs) + changed + extra, capsys)
         assert code == 2 and "other settings" in err and "eval_points" in err and len(err.strip().splitlines()) == 1, err
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
