@@ -474,7 +474,10 @@ def make_run_dir(script, args, device, grid_settings=None):
     check_grid_args(args, grid_settings)
     out = Path(args.out) if args.out else REPO / "runs" / name / f"{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_run_folder(out, name, args, grid=grid_settings is not None)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # what check_out cannot see: a read-only file system, /proc, ...
+        raise UserError(f"--out {out} cannot be made: {e.strerror}.") from None
     if not is_piece(getattr(args, "shard_pair", None)):
         (out / "summary.json").unlink(missing_ok=True)
     config = {

@@ -171,6 +171,8 @@ def test_out_that_cannot_be_a_folder(script, data, tmp_path, capsys):
     refused(script, base(script, data) + ["--out", str(tmp_path / "file")], capsys, r"is a file, not a folder", tmp_path)
     refused(script, base(script, data) + ["--out", str(tmp_path / "file" / "run")], capsys,
             r"cannot be made: .* is a file", tmp_path)
+    refused(script, base(script, data) + ["--out", "/proc/omnigrok-test/run"], capsys, r"cannot be made: No such file",
+            tmp_path)  # a file system that takes no new folders, even from root
     if os.geteuid() != 0:  # root writes anywhere
         (tmp_path / "ro").mkdir(mode=0o555)
         refused(script, base(script, data) + ["--out", str(tmp_path / "ro" / "run")], capsys, r"no write permission",
