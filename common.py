@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent
 # ----------------------------------------------------------------------------------------------
 def add_standard_args(parser, *, modes, steps, acc_threshold, steps_help="optimizer steps per training run",
                       acc_threshold_help="accuracy that counts as 'reached' in the grokking summary"):
-    """The flags every script takes (DESIGN.md, "The contract every script keeps")."""
+    """The flags every script takes (docs/DESIGN.md, "The contract every script keeps")."""
     parser.add_argument("--mode", default="run", choices=modes,
                         help="which experiment to run (default: run, the headline experiment)")
     parser.add_argument("--out", default=None,
@@ -247,7 +247,7 @@ class EnsembleAdam(torch.optim.Adam):
 
 
 # ----------------------------------------------------------------------------------------------
-# grids beyond one machine: shards, one file per grid point, merge (DESIGN.md, "Scale beyond one machine")
+# grids beyond one machine: shards, one file per grid point, merge (docs/DESIGN.md, "Scale beyond one machine")
 # ----------------------------------------------------------------------------------------------
 # A grid mode names its points, trains the ones its shard owns that are not saved yet (one ensemble),
 # saves each finished point as out/points/<name>.json, and - when it is the whole grid (no --shard, or
@@ -431,12 +431,22 @@ def _json_default(x):
     raise TypeError(f"cannot write {type(x)} to JSON")
 
 
-def _git_commit():
+def _source(script):
+    """config.json's record of the code that ran: the script and common.py by sha256, and the git commit only
+    when both are tracked and unmodified at HEAD. A copied script may sit inside another project's repository
+    (docs/DESIGN.md, Copying), whose HEAD says nothing about it."""
+    import hashlib
+    files = [str(Path(script).resolve()), str(Path(__file__).resolve())]
+    sha = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+    commit = None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
+        git = lambda *a: subprocess.run(["git", *a], cwd=Path(files[0]).parent, capture_output=True, text=True, timeout=5)
+        if (git("ls-files", "--error-unmatch", "--", *files).returncode == 0
+                and git("diff", "--quiet", "HEAD", "--", *files).returncode == 0):
+            commit = git("rev-parse", "HEAD").stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass
+    return {"source": {"script": Path(files[0]).name, "sha256": sha[0], "common_sha256": sha[1]}, "git_commit": commit}
 
 
 RUN_FILES = ("config.json", "metrics.json", "summary.json")  # points/ guards itself (check_points)
@@ -488,7 +498,7 @@ def make_run_dir(script, args, device, grid_settings=None):
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
-        "git_commit": _git_commit(),
+        **_source(script),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_json(out / "config.json", config)

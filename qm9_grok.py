@@ -15,10 +15,10 @@ alpha (U), at small N.
     python qm9_grok.py --mode landscape                 # Fig. 5a-c on a grid sized for 2 CPU cores
     python qm9_grok.py --mode landscape --paper-grid --shard 0/8   # the paper's 22 x 21 grid, one shard
 
-Measured here (2026-12-03; 2 AMD EPYC cores shared with other engineers' jobs, load average given;
+Measured here (2026-12-03; 2 AMD EPYC cores shared with other jobs, load average given;
 float32, seed 0, --threads 1 as the machine was shared):
 - run (alpha 3, wd 0, size 100, 1e5 steps; --threads 1): 35.5 min wall while the process got 25% of a
-  core (load 5-6: two other engineers' jobs and the control below), 9.0 CPU-minutes. Train MSE <= 5 at
+  core (load 5-6: two other jobs and the control below), 9.0 CPU-minutes. Train MSE <= 5 at
   step 970, test MSE <= 5 at step 18,270: 18.8x later. The test MSE sits at 100-150 bohr^6 from step
   ~200 to ~3e3 and at 20-50 until ~1.5e4 while the training MSE falls below 1 (step ~2.5e3), then drops
   to 2.2 by 2e4 and 1.2 at 1e5 (train 0.0066): the shape of the authors' Fig. 5d top. The weight norm does not fall: 56.0 -> 56.2 at 2e4 ->
@@ -60,12 +60,12 @@ RDKit perceives no aromaticity and sets no hybridization there: PyG's features h
 = sp3 = 0 and ring bonds as the Kekule single/double bonds written in the SDF (checked on a Kekule
 benzene mol block: aromatic False, hybridization UNSPECIFIED). From the sanitized SMILES, RDKit marks
 aromatic rings (aromatic = 1, AROMATIC bonds) and sets sp/sp2/sp3. `--features sdf` reproduces PyG's
-(Kekulized, no aromatic flags, no hybridization); the default `rdkit` is the richer featurization the
-issue asks for. The atom order also differs (SMILES order, then the hydrogens; the SDF follows the XYZ
+(Kekulized, no aromatic flags, no hybridization); the default `rdkit` fills in every feature PyG's
+QM9 defines. The atom order also differs (SMILES order, then the hydrogens; the SDF follows the XYZ
 file), which the sum-pooled network does not see. Every molecule's atom count is checked against
 qm9pack's N_atoms.
 
-Choices (paper vs the authors' code, ../shared/REFERENCE.md):
+Choices (paper vs the authors' code, docs/REFERENCE.md, QM9):
 - Model, loss, optimizer, batch 32: the authors' notebook (the paper says "GCNN with 2 conv layers",
   Adam, lr 1e-3). Sizes: --size counts train + test molecules (the authors' `size`); 50/50 split with
   its own seeded generator (the first half of a permutation is the training set).

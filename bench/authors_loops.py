@@ -25,7 +25,7 @@ Flags this file does not know are passed to the experiment script's own parser (
 Writes <out>/bench.csv (one row per loop: experiment, loop, steps, seconds, steps_per_second, vs_authors
 and the experiment's own columns) and <out>/bench.json (the rows, the machine, all arguments).
 
-Measured with this code (moved here from the scripts' docstrings, where it ran as `--mode bench`):
+Measured with this code:
 - mnist (2026-11-29, 2 AMD EPYC Zen 5 cores, idle, --steps 1000): 2 threads: ours 664 train steps/s in
   float32 (a whole 1e5-step run with its evaluations projected at 650 steps/s, 2.6 min) vs 123 (108 for a
   whole run, their 191 DataLoader evaluations included) for the authors' float64 DataLoader loop: 6.0x;

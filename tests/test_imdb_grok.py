@@ -261,7 +261,7 @@ def test_member_stepped_beside_others_equals_its_single_run(data_dir):
 
 
 def test_runs_when_copied_into_an_empty_folder(data_dir, tmp_path):
-    """The script with common.py and kernels/ beside it runs in an empty folder (DESIGN.md, Copying)."""
+    """The script with common.py and kernels/ beside it runs in an empty folder (docs/DESIGN.md, Copying)."""
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(REPO / "imdb_grok.py", work)

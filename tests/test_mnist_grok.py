@@ -154,7 +154,7 @@ def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
 # smoke: every mode on the fixture, tiny sizes
 # ----------------------------------------------------------------------------------------------
 def test_run_mode_cli_from_a_copied_folder(data_dir, tmp_path):
-    """The script with common.py and kernels/ beside it runs in an empty folder (DESIGN.md, Copying)."""
+    """The script with common.py and kernels/ beside it runs in an empty folder (docs/DESIGN.md, Copying)."""
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(REPO / "mnist_grok.py", work)

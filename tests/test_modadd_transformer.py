@@ -120,7 +120,7 @@ def test_constrained_ensemble_member_equals_single_run():
 # the script, one smoke run per mode
 # ----------------------------------------------------------------------------------------------
 def test_run_mode_from_a_copied_folder(tmp_path):
-    """The script with common.py and kernels/ beside it runs in an empty folder (DESIGN.md, copying)."""
+    """The script with common.py and kernels/ beside it runs in an empty folder (docs/DESIGN.md, Copying)."""
     work = tmp_path / "copy"
     work.mkdir()
     shutil.copy(REPO / "modadd_transformer.py", work)

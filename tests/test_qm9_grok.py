@@ -303,7 +303,7 @@ def test_ensemble_member_equals_single_run(csv_dir, tmp_path, constrain):
 
 
 # ----------------------------------------------------------------------------------------------
-# DESIGN.md, Copying: the script with common.py and kernels/ beside it runs in an empty folder
+# docs/DESIGN.md, Copying: the script with common.py and kernels/ beside it runs in an empty folder
 # ----------------------------------------------------------------------------------------------
 def test_copied_into_an_empty_folder(csv_dir, tmp_path):
     work = tmp_path / "elsewhere"

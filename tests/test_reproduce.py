@@ -15,7 +15,7 @@ import reproduce as rp
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The issue's list: Fig. 2a-c, 3a-e, 4, 5, 6a-e, 7a-b, 8, 9, 10a-b, 11, 12 and Table 1's row.
+# The paper's figures and table: Fig. 2a-c, 3a-e, 4, 5, 6a-e, 7a-b, 8, 9, 10a-b, 11, 12 and Table 1's row.
 PAPER = {"fig2a", "fig2b", "fig2c", "fig3abc", "fig3d", "fig3e", "fig4", "fig5", "fig6ab", "fig6c", "fig6d",
          "fig6e", "fig7a", "fig7b", "fig8", "fig9", "fig10a", "fig10b", "fig11", "fig12", "table1"}
 
