@@ -28,9 +28,22 @@ except ImportError:
     HAVE_TRITON = False
 
 
-def _acc_dtype(t):
-    # Accumulate in fp32, or fp64 for fp64 tensors (bf16/fp16 sums of squares overflow or lose digits).
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
+# The element types both paths take (kernels/__init__.py checks every call's tensors against it).
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _acc_dtype(tensors):
+    # Accumulate in fp32, or fp64 if any tensor is fp64 (bf16/fp16 sums of squares overflow or lose digits).
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _by_dtype(tensors):
+    # {dtype: its tensors}, one entry for the usual one-dtype list: a mixed list is rescaled one dtype at a
+    # time, with the scale cast to each dtype (foreach ops take one dtype per call on their fast path).
+    groups = {}
+    for t in tensors:
+        groups.setdefault(t.dtype, []).append(t)
+    return groups
 
 
 # ----------------------------------------------------------------------------------------------
@@ -38,7 +51,7 @@ def _acc_dtype(t):
 # ----------------------------------------------------------------------------------------------
 def global_norm_torch(tensors):
     """sqrt(sum over all tensors of sum(t**2)) as a 0-d device tensor (no host sync)."""
-    acc = _acc_dtype(tensors[0])
+    acc = _acc_dtype(tensors)
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=acc)).norm()
 
 
@@ -49,13 +62,14 @@ def project_to_norm_torch_(tensors, target):
     # Zero norm: no direction to rescale along; inf / NaN (overflow, a diverged run): nothing sensible
     # to scale by. Either way leave the tensors as they are (scale 1).
     scale = torch.where((norm > 0) & (norm < float("inf")), target / norm, 1.0)
-    torch._foreach_mul_(tensors, scale.to(tensors[0].dtype))
+    for dtype, group in _by_dtype(tensors).items():
+        torch._foreach_mul_(group, scale.to(dtype))
     return norm
 
 
 def batched_norm_torch(tensors):
     """Per-model norms [E] of tensors that share a leading ensemble dimension E."""
-    acc = _acc_dtype(tensors[0])
+    acc = _acc_dtype(tensors)
     per_tensor = [torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=acc) for t in tensors]
     # [E, tensors] and a reduction along the contiguous last dim: a member's norm is then summed in the same
     # order whatever E is (a reduction over dim 0 vectorizes across members, and its order depends on E).
@@ -68,8 +82,10 @@ def project_to_norm_batched_torch_(tensors, targets):
     norms = batched_norm_torch(tensors)
     if not isinstance(targets, (int, float, torch.Tensor)):
         targets = torch.as_tensor(targets, dtype=norms.dtype, device=norms.device)
-    scale = torch.where((norms > 0) & (norms < float("inf")), targets / norms, 1.0).to(tensors[0].dtype)
-    torch._foreach_mul_(tensors, [scale.view(-1, *([1] * (t.dim() - 1))) for t in tensors])
+    scale = torch.where((norms > 0) & (norms < float("inf")), targets / norms, 1.0)
+    for dtype, group in _by_dtype(tensors).items():
+        s = scale.to(dtype)
+        torch._foreach_mul_(group, [s.view(-1, *([1] * (t.dim() - 1))) for t in group])
     return norms
 
 
@@ -238,7 +254,7 @@ class _Table:
         table = torch.tensor(addr + numel + seg + seg_start, dtype=torch.int64).to(t0.device)
         C = self.n_chunks
         self.addr, self.numel, self.seg, self.seg_start = table[:C], table[C:2 * C], table[2 * C:3 * C], table[3 * C:]
-        self.device, self.acc = t0.device, _acc_dtype(t0)
+        self.device, self.acc = t0.device, _acc_dtype(tensors)
         # What every call needs, made once: at the paper's model sizes a projection costs its host-side
         # work, not its memory traffic (kernels/README.md). The partials are launch 1's scratch, read
         # only by launch 2 of the same call on the same stream, so one buffer serves every call.
@@ -247,24 +263,21 @@ class _Table:
                          num_warps=NUM_WARPS)
 
 
-def unsupported_reason(tensors, batched=False):
-    """Why the Triton kernels cannot take this list, or None if they can."""
+def unsupported_reason(tensors):
+    """Why the Triton kernels cannot take this list, or None if they can. Arguments that neither path takes
+    (dtypes, devices, ensemble dims, targets) were refused before, by kernels/__init__.py's _check."""
     if not HAVE_TRITON:
         return "triton is not installed"
     t0 = tensors[0]
-    if t0.dtype not in _TL_DTYPES:
-        return f"dtype {t0.dtype} is not one of float32/float64/bfloat16/float16"
     if t0.device.type == "cpu" and not INTERPRETED:
         return "CPU tensors need TRITON_INTERPRET=1 set before triton is first imported"
     if t0.device.type != "cpu" and INTERPRETED:
         return "TRITON_INTERPRET=1 runs kernels on the host, which can't follow device addresses"
     for t in tensors:
-        if t.dtype != t0.dtype or t.device != t0.device:
-            return "all tensors must share one dtype and one device"
+        if t.dtype != t0.dtype:
+            return "all tensors must share one dtype (the torch path takes mixed dtypes)"
         if not t.is_contiguous():
             return "the tensors must be contiguous (they are rescaled in place through raw addresses)"
-        if batched and (t.dim() == 0 or t.shape[0] != t0.shape[0]):
-            return "batched tensors must share the leading ensemble dimension E"
     if sum(t.numel() for t in tensors) == 0:
         return "no elements"
     return None
@@ -282,7 +295,7 @@ def chunk_table(tensors, batched, strict=True):
     if tab is not None:
         _tables.move_to_end(key)
         return tab
-    reason = unsupported_reason(tensors, batched)
+    reason = unsupported_reason(tensors)
     if reason is not None:
         if strict:
             raise ValueError(f"backend='triton' cannot take these tensors: {reason}")
@@ -297,17 +310,14 @@ def chunk_table(tensors, batched, strict=True):
     return tab
 
 
-def _target_args(target, norms, batched):
-    # -> (target_ptr, target_stride, target_val, TARGET_PTR) for _norm_rescale_kernel.
+def _target_args(target, norms):
+    # -> (target_ptr, target_stride, target_val, TARGET_PTR) for _norm_rescale_kernel. The target was
+    # checked by kernels/__init__.py's _check: a float, a 0-d or [E] tensor on the device, or E floats.
     if isinstance(target, (int, float)):
         return norms, 0, float(target), False  # norms: a placeholder pointer, never read
     # A tensor (left on the device: the kernel reads it, the host never does) or, batched, a list.
-    target = torch.as_tensor(target, device=norms.device)
-    if not target.dtype.is_floating_point:
-        target = target.to(norms.dtype)
-    if target.numel() != 1 and not (batched and target.numel() == norms.numel()):
-        raise ValueError(f"target must be a number or a 0-d tensor{' or one per model' if batched else ''}; "
-                         f"got shape {tuple(target.shape)} for {norms.numel()} model(s)")
+    if not isinstance(target, torch.Tensor):
+        target = torch.tensor(target, dtype=norms.dtype, device=norms.device)
     return target.reshape(-1), int(target.numel() > 1), 0.0, True
 
 
@@ -319,7 +329,7 @@ def launch(tab, target=None):
     # Launch 1: per-chunk sums of squares over every tensor of the list.
     _sumsq_kernel[(tab.n_chunks,)](tab.addr, tab.numel, tab.partials, **tab.meta)
     # Launch 2: the segment norms (fixed-order sums of the partials), and the in-place rescale.
-    target_ptr, stride, value, target_is_ptr = _target_args(target, norms, tab.batched) if rescale else (norms, 0, 0.0, False)
+    target_ptr, stride, value, target_is_ptr = _target_args(target, norms) if rescale else (norms, 0, 0.0, False)
     _norm_rescale_kernel[(tab.n_chunks if rescale else tab.n_segments,)](
         tab.addr, tab.numel, tab.seg, tab.seg_start, tab.partials, norms, target_ptr, stride, value,
         RBLOCK=RBLOCK, TARGET_PTR=target_is_ptr, RESCALE=rescale, **tab.meta)

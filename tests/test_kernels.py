@@ -227,21 +227,123 @@ def test_two_launches_and_table_built_once(monkeypatch):
 
 @interpreted
 def test_errors_and_fallbacks():
+    # What the Triton path can't take but the torch path can (bad arguments: test_bad_arguments_refused_...).
     x = torch.randn(4, 4)
     with pytest.raises(ValueError, match="contiguous"):
         kernels.project_to_norm_([x.t()], 1.0, backend="triton")
     with pytest.raises(ValueError, match="one dtype"):
         kernels.global_norm([x, x.double()], backend="triton")
-    with pytest.raises(ValueError, match="backend"):
-        kernels.global_norm([x], backend="cuda")
-    with pytest.raises(ValueError, match="target"):
-        kernels.project_to_norm_([x], torch.ones(2), backend="triton")
-    with pytest.raises(ValueError, match="target"):
-        kernels.project_to_norm_batched_([x], torch.ones(3), backend="triton")
     # auto on CPU: the torch path, whatever the layout
     t, before = x.t(), float(x.norm())
     norm = kernels.project_to_norm_([t], 1.0)
     assert abs(float(norm) - before) < 1e-5 and abs(float(t.norm()) - 1.0) < 1e-5
+
+
+# Bad arguments, refused by kernels._check before either path runs: (id, make, exception, message), where
+# make() -> (function, *args) with fresh tensors; "meta" tensors stand in for another device (no GPU needed).
+def _x():
+    return torch.randn(3, 4)  # as a batched tensor: E = 3
+
+
+P, PB, N, BN = kernels.project_to_norm_, kernels.project_to_norm_batched_, kernels.global_norm, kernels.batched_norm
+BAD_ARGS = [
+    # targets given as numbers
+    ("negative target", lambda: (P, [_x()], -2.0), ValueError, r"target must be finite and >= 0, got -2.0"),
+    ("nan target", lambda: (P, [_x()], float("nan")), ValueError, r"finite and >= 0, got nan"),
+    ("inf target", lambda: (P, [_x()], float("inf")), ValueError, r"finite and >= 0, got inf"),
+    ("batched negative target", lambda: (PB, [_x()], -1), ValueError, r"finite and >= 0, got -1"),
+    ("negative in target list", lambda: (PB, [_x()], [1.0, -1.0, 2.0]), ValueError, r"target\[1\] must be finite"),
+    ("bool target", lambda: (P, [_x()], True), TypeError, r"target must be a number .*got bool"),
+    ("None target", lambda: (P, [_x()], None), TypeError, r"target must be a number .*got NoneType"),
+    ("list target, non-batched", lambda: (P, [_x()], [1.0]), TypeError, r"got list"),
+    ("list of E' targets", lambda: (PB, [_x()], [1.0, 2.0]), ValueError, r"\(E = 3\); got a list of 2"),
+    # targets given as tensors: shape, dtype, device (never their values: that would be a host sync)
+    ("[E] target, non-batched", lambda: (P, [_x()], torch.ones(3)), ValueError,
+     r"a number or a 0-d tensor; got a tensor of shape \(3,\)"),
+    ("[1] target, non-batched", lambda: (P, [_x()], torch.ones(1)), ValueError, r"shape \(1,\)"),
+    ("[E'] targets", lambda: (PB, [_x()], torch.ones(2)), ValueError, r"\(E = 3\); got a tensor of shape \(2,\)"),
+    ("[E, 1] targets", lambda: (PB, [_x()], torch.ones(3, 1)), ValueError, r"shape \(3, 1\)"),
+    ("int target tensor", lambda: (P, [_x()], torch.tensor(2)), TypeError, r"target has dtype torch.int64"),
+    ("target on another device", lambda: (P, [_x()], torch.tensor(2.0, device="meta")), ValueError,
+     r"target is on meta, the tensors on cpu"),
+    # the list of tensors
+    ("single tensor, batched_norm", lambda: (BN, _x()), TypeError, r"got a single tensor: pass \[tensor\]"),
+    ("single tensor, project", lambda: (P, _x(), 1.0), TypeError, r"got a single tensor: pass \[tensor\]"),
+    ("not iterable", lambda: (N, None), TypeError, r"list of tensors, got NoneType"),
+    ("empty list", lambda: (P, [], 1.0), ValueError, r"tensors is empty"),
+    ("non-tensor element", lambda: (P, [_x(), 3.0], 1.0), TypeError, r"tensors\[1\] is a float"),
+    ("int tensor", lambda: (P, [_x(), torch.arange(3)], 1.0), TypeError, r"tensors\[1\] has dtype torch.int64"),
+    ("complex tensor", lambda: (N, [torch.ones(2, dtype=torch.complex64)]), TypeError, r"dtype torch.complex64"),
+    ("two devices", lambda: (P, [_x(), torch.ones(2, device="meta")], 1.0), ValueError,
+     r"one device: tensors\[0\] is on cpu, tensors\[1\] on meta"),
+    ("batched 0-d tensor", lambda: (PB, [_x(), torch.tensor(1.0)], 1.0), ValueError,
+     r"leading ensemble dim E >= 1; tensors\[1\] has shape \(\)"),
+    ("batched E = 0", lambda: (BN, [torch.ones(0, 4)]), ValueError, r"E >= 1"),
+    ("batched different E", lambda: (PB, [_x(), torch.ones(2, 4)], 1.0), ValueError,
+     r"tensors\[0\] has E = 3, tensors\[1\] has shape \(2, 4\)"),
+    ("bad backend", lambda: (P, [_x()], 1.0), ValueError, r"backend must be 'auto', 'torch' or 'triton'"),
+]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton", "auto"])  # refused before dispatch: no interpreter needed
+@pytest.mark.parametrize("case", BAD_ARGS, ids=[c[0] for c in BAD_ARGS])
+def test_bad_arguments_refused_on_both_paths(case, backend):
+    name, make, exc, match = case
+    fn, *args = make()
+    kept = [a for arg in args for a in (arg if isinstance(arg, list) else [arg])
+            if isinstance(a, torch.Tensor) and a.device.type != "meta"]
+    before = [t.clone() for t in kept]
+    with pytest.raises(exc, match=match):
+        fn(*args, backend=backend + "x" if name == "bad backend" else backend)  # that case misspells it
+    assert all(torch.equal(a, b) for a, b in zip(kept, before))  # a refused call changes nothing
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_valid_edge_arguments_accepted(backend):
+    # The contract's edges, on both paths: target 0 (zeroes the tensors, returns the old norm), an int or
+    # numpy target, a tuple or a generator of tensors, E targets as a list, a 0-d float64 target.
+    import numpy as np
+    x = torch.randn(3, 4)
+    ref = float(x.norm())
+    assert abs(float(kernels.project_to_norm_((x,), 0, backend=backend)) - ref) < 1e-5 and not x.any()
+    x = torch.randn(3, 4)
+    kernels.project_to_norm_((t for t in [x]), np.float32(2.0), backend=backend)
+    assert abs(float(x.norm()) - 2.0) < 1e-5
+    kernels.project_to_norm_([x], torch.tensor(3.0, dtype=torch.float64), backend=backend)
+    assert abs(float(x.norm()) - 3.0) < 1e-5
+    kernels.project_to_norm_batched_([x], [1, 2.0, 0.5], backend=backend)
+    torch.testing.assert_close(x.norm(dim=1), torch.tensor([1.0, 2.0, 0.5]))
+
+
+def test_mixed_dtypes_on_the_torch_path():
+    # The reported case first: float32 before float64. Accumulation in float64 if any tensor is float64
+    # (else float32), each tensor rescaled with the scale cast to its own dtype; Triton refuses mixed lists.
+    mixed = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+    for dtypes, acc in [(mixed, torch.float64), ([torch.bfloat16, torch.float32], torch.float32)]:
+        tensors = [t for i, dt in enumerate(dtypes) for t in random_list(2, dt, seed=20 + i)]
+        before = f64(tensors)
+        ref = torch.stack([b.norm() for b in before]).norm()
+        for backend in ("torch", "auto"):  # auto on CPU is the torch path
+            norm = kernels.global_norm(tensors, backend=backend)
+            assert norm.dtype == acc
+            torch.testing.assert_close(norm.double(), ref, rtol=1e-5, atol=0)
+        norm = kernels.project_to_norm_(tensors, torch.tensor(2.0), backend="torch")
+        assert norm.dtype == acc
+        torch.testing.assert_close(norm.double(), ref, rtol=1e-5, atol=0)
+        for a, b in zip(tensors, before):
+            torch.testing.assert_close(a.double(), b * 2.0 / ref, rtol=VALUE_RTOL[a.dtype], atol=1e-7)
+        ens = [t for i, dt in enumerate(dtypes) for t in random_list(2, dt, seed=30 + i, E=3)]
+        before = f64(ens)
+        ref = torch.stack([b.reshape(3, -1).pow(2).sum(1) for b in before]).sum(0).sqrt()
+        norms = kernels.project_to_norm_batched_(ens, torch.tensor([1.0, 2.0, 3.0]), backend="torch")
+        assert norms.dtype == acc
+        torch.testing.assert_close(norms.double(), ref, rtol=1e-5, atol=0)
+        for a, b in zip(ens, before):
+            exp = b * (torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64) / ref).view(-1, *[1] * (b.dim() - 1))
+            torch.testing.assert_close(a.double(), exp, rtol=VALUE_RTOL[a.dtype], atol=1e-7)
+    if K.INTERPRETED:  # (on a GPU machine CPU tensors are refused by Triton first, for that reason)
+        with pytest.raises(ValueError, match="one dtype"):
+            kernels.global_norm(tensors, backend="triton")
 
 
 def test_import_and_torch_path_without_triton():
@@ -261,7 +363,7 @@ def test_import_and_torch_path_without_triton():
 
 @needs_triton
 def test_kernels_compile_for_h100_h200():
-    # No GPU here: compile the real (not interpreted) kernels for sm_90 to PTX, and check that aligned
+    # Without a GPU: compile the real (not interpreted) kernels for sm_90 to PTX, and check that aligned
     # lists get 16-byte vector loads/stores (a bandwidth-bound kernel needs them) and that the norm
     # uses the correctly rounded sqrt and division.
     code = r'''
