@@ -477,11 +477,11 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
         # step's batch indices are drawn up front, from the same stream as on CPU (same batches), and laid
         # out on the device (steps x batch int64, 160 MB for the main job); step k reads row k.
         order = torch.stack([next_indices() for _ in range(steps)])
-        k = torch.zeros(1, dtype=torch.long, device=device)
+        row = torch.zeros(1, dtype=torch.long, device=device)  # not `k`: the evaluation loop below rebinds k
 
         def device_step():
-            i = order.index_select(0, k)[0]
-            k.add_(1)
+            i = order.index_select(0, row)[0]
+            row.add_(1)
             train_step(*gather(i))
         run_step = common.graph_step(device_step, device)
     else:
