@@ -417,6 +417,12 @@ def evaluate(params, x, y, loss, chunk=2500, independent=False):
 # ----------------------------------------------------------------------------------------------
 # training: E independent runs (one per member) as one batched ensemble
 # ----------------------------------------------------------------------------------------------
+def batch_table(device):
+    """Whether a run draws its batches up front into a table on the device: on CUDA, for graph replays.
+    (A test forces it on CPU, where it must give the CPU path's batches.)"""
+    return device.type == "cuda"
+
+
 def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype, stop_when_reached=False,
                    independent=False):
     """members: list of dicts with alpha, wd, n_train. Every member starts from the seed's init and sees
@@ -472,16 +478,17 @@ def train_ensemble(args, data, members, steps, *, constrain, desc, device, dtype
         if constrain:
             common.project_to_norm_batched_(params, w_target)
 
-    if device.type == "cuda":
+    if batch_table(device):
         # One CUDA graph replay per step (common.graph_step). A graph replays fixed addresses, so every
         # step's batch indices are drawn up front, from the same stream as on CPU (same batches), and laid
-        # out on the device (steps x batch int64, 160 MB for the main job); step k reads row k.
+        # out on the device (steps x batch int64, 160 MB for the main job); step k reads row k. (The
+        # counter's name is used nowhere else in this function: the closure reads it at call time.)
         order = torch.stack([next_indices() for _ in range(steps)])
-        row = torch.zeros(1, dtype=torch.long, device=device)  # not `k`: the evaluation loop below rebinds k
+        order_row = torch.zeros(1, dtype=torch.long, device=device)
 
         def device_step():
-            i = order.index_select(0, row)[0]
-            row.add_(1)
+            i = order.index_select(0, order_row)[0]
+            order_row.add_(1)
             train_step(*gather(i))
         run_step = common.graph_step(device_step, device)
     else:

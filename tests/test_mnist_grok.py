@@ -248,6 +248,20 @@ def test_repr_mode(data_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 # the batched ensemble is exactly E independent runs
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shared", [True, False])
+def test_batch_table_gives_the_cpu_paths_batches(data_dir, monkeypatch, shared):
+    """The CUDA path draws every step's batch up front into a device table that the graphed step reads by a
+    counter; forced on CPU, it must train exactly what the CPU path trains (same batches, same numbers)."""
+    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "32", "--eval-points", "6"])
+    cpu = torch.device("cpu")
+    data = mg.load_mnist(args, cpu, torch.float32)
+    members = [{"alpha": a, "wd": 0.3, "n_train": 120 if shared else n} for a, n in ((1.0, 60), (4.0, 120))]
+    kw = dict(constrain=False, desc="t", device=cpu, dtype=torch.float32, independent=not shared)
+    plain = mg.train_ensemble(args, data, members, 30, **kw)
+    monkeypatch.setattr(mg, "batch_table", lambda device: True)
+    assert mg.train_ensemble(args, data, members, 30, **kw) == plain
+
+
 @pytest.mark.parametrize("constrain", [False, True])
 def test_ensemble_member_equals_single_run(data_dir, constrain):
     args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "32", "--eval-points", "6",
