@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Triton's interpreter runs the real kernels on CPU tensors; it must be switched on before triton is
 # first imported (torch_geometric imports it too), so it is set here, before any test module loads.
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -10,3 +12,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+# GPU_REQUIRED=1 (gpu_check.sh sets it on a GPU machine): a GPU test that skips ("... CUDA GPU ...") fails
+# instead, so a check that silently ran nothing on the GPU cannot pass.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if os.environ.get("GPU_REQUIRED") and report.skipped and "CUDA GPU" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"GPU_REQUIRED is set, but this GPU test skipped: {report.longrepr}"

@@ -10,7 +10,9 @@ torch 2.11), the chaotic growth of rounding differences once the test loss climb
 On a machine without CUDA every test but the first skips; gpu_check.sh runs them on the GPU.
 """
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +167,25 @@ def test_imdb_graphed_equals_eager(monkeypatch, tmp_path, constrain):
 def test_gpu_check_fits_one_call():
     """gpu_check.sh: its time limits add up to under 8 minutes, and every file it runs exists."""
     text = (REPO / "gpu_check.sh").read_text()
-    calls = re.findall(r'^\s*target (\w+) (\d+) "\$PY" (\S+)', text, re.M)
+    calls = re.findall(r'target (\w+) (\d+) "\$PY" (\S+)', text)
     assert len(calls) >= 11
     assert sum(int(limit) for _, limit, _ in calls) < 480
     for _, _, script in calls:
         assert script == "-m" or (REPO / script).is_file(), script
+
+
+def test_gpu_check_dry_run_goes_through_every_step(tmp_path):
+    """DRY_RUN=1: every step on the CPU under a 1-s limit, in the script's order, each with its log and a
+    timings.csv row; the MNIST steps run when data/MNIST/raw is there and are reported skipped when not."""
+    text = (REPO / "gpu_check.sh").read_text()
+    names = [n for n in re.findall(r'target (\w+) \d+ "\$PY"', text)]
+    mnist = (REPO / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    want = [n for n in names if mnist or not n.startswith(("mnist", "authors_loops_mnist"))]
+    r = subprocess.run(["bash", str(REPO / "gpu_check.sh")], env={**os.environ, "DRY_RUN": "1", "OUT": str(tmp_path)},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split(",") for line in (tmp_path / "timings.csv").read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == want
+    assert all((tmp_path / f"{n}.txt").is_file() for n in want) and (tmp_path / "machine.txt").is_file()
+    assert all(float(row[2]) < 10 for row in rows)  # each step stopped at its 1-s limit (or ended sooner)
+    assert mnist or (tmp_path / "mnist_skipped.txt").is_file()
