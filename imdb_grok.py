@@ -456,6 +456,12 @@ def evaluate(model, x, y, chunk):
 # ----------------------------------------------------------------------------------------------
 # training: members (alpha, wd) are separate models stepped in turn (own CUDA stream each on a GPU)
 # ----------------------------------------------------------------------------------------------
+def batch_buffers(device):
+    """Whether a step reads its batch from a buffer (graphed_step): on CUDA, for graph replays. (A test
+    forces it on CPU, where it must train what the plain step trains.)"""
+    return device.type == "cuda"
+
+
 def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at=None):
     """members: dicts with alpha and wd. Each member is exactly the single run with those values (same
     init, same batches). Evaluates at the steps eval_at (default: --eval-points log-spaced ones).
@@ -498,7 +504,7 @@ def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at
         buf, step_fn = run["graphs"][len(b)]
         buf.copy_(b)
         step_fn()
-    run_step = graphed_step if device.type == "cuda" else train_step
+    run_step = graphed_step if batch_buffers(device) else train_step
 
     eval_at = set(eval_at or common.log_steps(steps, args.eval_points))
     keys = ("train_loss", "test_loss", "train_acc", "test_acc", "w")

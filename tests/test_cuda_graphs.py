@@ -189,3 +189,57 @@ def test_gpu_check_dry_run_goes_through_every_step(tmp_path):
     assert all((tmp_path / f"{n}.txt").is_file() for n in want) and (tmp_path / "machine.txt").is_file()
     assert all(float(row[2]) < 10 for row in rows)  # each step stopped at its 1-s limit (or ended sooner)
     assert mnist or (tmp_path / "mnist_skipped.txt").is_file()
+
+
+def _float64_curves(script, device, tmp_path):
+    """A few float64 steps of each script's ensemble trainer on `device`, from the same init and batches:
+    the curves it returns (lists of numbers)."""
+    f64 = torch.float64
+    kw = dict(constrain=False, desc="t", device=device, dtype=f64)
+    if script == "toy":
+        return ts.train_ensemble(ts.parse_args([]), [1.0, 4.0], [0.0, 0.1], 60, **kw)[:2]
+    if script == "mnist":
+        raw = tmp_path / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for name, b in idx_bytes(n_train=300, n_test=100).items():
+            (raw / name).write_bytes(b)
+        args = mg.parse_args(["--data-dir", str(tmp_path), "--offline", "--eval-points", "6", "--n-train", "200"])
+        members = [{"alpha": a, "wd": w, "n_train": 200} for a, w in ((1.0, 0.0), (9.0, 0.3))]
+        return mg.train_ensemble(args, mg.load_mnist(args, device, f64), members, 60, **kw)[:2]
+    if script == "modadd":
+        args = mt.parse_args(["--p", "23", "--eval-points", "6"])
+        data = mt.make_data(args.p, args.train_frac, args.data_seed, device)
+        return mt.train_ensemble(args, data, [0, 1], [1.0, 0.8], [1.0, 0.3], 60, **kw)[0]
+    if script == "imdb":
+        ig.reviews_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        ig.reviews_path(tmp_path).write_text(json.dumps(fixture_reviews()))
+        args = ig.parse_args(["--data-dir", str(tmp_path), "--size", "80", "--eval-points", "6", *TINY])
+        members = [{"alpha": 1.0, "wd": 0.0}, {"alpha": 3.0, "wd": 1.0}]
+        return ig.train(args, ig.load_imdb(args, 80, device), members, 30, **kw)[:2]
+    args = al.parse_args(["--mode", "landscape", "--width", "32", "--steps", "60", "--eval-points", "6"])
+    steps, curves, best, _, _ = al.train_fixed_norm(args, al.make_task(args, device, f64), np.array([1.0, 4.0]),
+                                                    np.array([0.0, 0.1]), args.n_train, device=device, dtype=f64,
+                                                    desc="t")
+    return steps, [curves, {"best_train": best}]
+
+
+def _numbers(x):
+    """Every number in nested lists / dicts / tuples / tensors, flattened in order."""
+    if torch.is_tensor(x):
+        return x.detach().cpu().double().flatten().tolist()
+    if isinstance(x, dict):
+        return [v for k in sorted(x) for v in _numbers(x[k])]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _numbers(item)]
+    return [] if x is None or isinstance(x, str) else [float(x)]
+
+
+@cuda
+@pytest.mark.parametrize("script", ["toy", "mnist", "modadd", "imdb", "addition"])
+def test_cuda_equals_cpu_in_float64(script, tmp_path):
+    """The CUDA path (graphs, device batch tables, capturable optimizers) trains what the CPU path trains:
+    a few float64 steps from the same init and batches agree to 1e-7 (only summation orders differ)."""
+    cpu = _numbers(_float64_curves(script, torch.device("cpu"), tmp_path / "cpu"))
+    gpu = _numbers(_float64_curves(script, GPU, tmp_path / "gpu"))
+    assert len(cpu) == len(gpu) > 0
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-7, atol=1e-10)

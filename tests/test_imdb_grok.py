@@ -246,6 +246,22 @@ def test_landscape_mode_shards_and_refuses_other_settings(data_dir, tmp_path, ca
         assert p["w"] == pytest.approx(p["alpha"] * w0, rel=1e-4)  # fixed norm
 
 
+@pytest.mark.parametrize("constrain", [False, True])
+def test_batch_buffers_give_the_plain_steps_batches(data_dir, monkeypatch, constrain):
+    """The CUDA path copies each batch into a buffer its graph reads, one buffer per batch length (an epoch's
+    short last batch has its own); forced on CPU it must train exactly what the plain step trains."""
+    args = ig.parse_args(["--data-dir", str(data_dir), "--size", "80", "--eval-points", "5", *TINY,
+                          "--batch-size", "25"])
+    cpu = torch.device("cpu")
+    data = ig.load_imdb(args, 80, cpu)
+    assert len(data[0][0]) % args.batch_size  # the short last batch is there
+    members = [{"alpha": 1.0, "wd": 0.0}, {"alpha": 3.0, "wd": 1.0}]
+    kw = dict(constrain=constrain, desc="t", device=cpu, dtype=torch.float32)
+    plain = ig.train(args, data, members, 12, **kw)
+    monkeypatch.setattr(ig, "batch_buffers", lambda device: True)
+    assert ig.train(args, data, members, 12, **kw) == plain
+
+
 def test_member_stepped_beside_others_equals_its_single_run(data_dir):
     args = ig.parse_args(["--data-dir", str(data_dir), "--size", "80", "--eval-points", "5", "--dtype", "float64",
                           *TINY])
