@@ -167,15 +167,3 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()  # flags are checked before the run dir exists
-
-
-def test_script_runs_when_copied_with_common_and_kernels(tmp_path):
-    import shutil
-    for name in ("addition_landscape.py", "common.py"):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
-    r = subprocess.run([sys.executable, "addition_landscape.py", "--mode", "landscape", "--grid-points", "2",
-                        "--steps", "5", "--width", "8", "--eval-points", "3", "--out", "out"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "out" / "summary.json").exists()

@@ -4,15 +4,12 @@ aclImdb-style tarball.
 
 Covers: the tokenizer, vocabulary, left-padding and truncation; the fetch paths and their checksums;
 bad input (one line, exit code 2, nothing written); a smoke run, a fixed-norm run, a tiny sharded
-landscape; that a member stepped beside others equals its single run; and that the script
-runs when copied into an empty folder.
+landscape; and that a member stepped beside others equals its single run (the copied script:
+tests/test_copy.py).
 """
 import hashlib
 import io
 import json
-import shutil
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
@@ -21,7 +18,6 @@ import torch
 
 import common
 import imdb_grok as ig
-from conftest import REPO
 
 TINY = ["--hidden", "8", "--embed", "8", "--seq-len", "24", "--vocab", "40", "--batch-size", "10"]
 RUN_KEYS = {"acc_threshold", "train_acc_step", "test_acc_step", "grok_ratio", "final_train_acc", "final_test_acc",
@@ -274,17 +270,3 @@ def test_member_stepped_beside_others_equals_its_single_run(data_dir):
     for k in single:
         np.testing.assert_array_equal(ms[1][k], single[k], err_msg=k)
     assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
-
-
-def test_runs_when_copied_into_an_empty_folder(data_dir, tmp_path):
-    """The script with common.py and kernels/ beside it runs in an empty folder (docs/DESIGN.md, Copying)."""
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    shutil.copy(REPO / "imdb_grok.py", work)
-    shutil.copy(REPO / "common.py", work)
-    shutil.copytree(REPO / "kernels", work / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
-    p = subprocess.run([sys.executable, "imdb_grok.py", "--data-dir", str(data_dir), "--size", "60", "--steps", "5",
-                        "--eval-points", "3", *TINY], cwd=work, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    runs = list((work / "runs" / "imdb_grok").iterdir())
-    assert len(runs) == 1 and (runs[0] / "summary.json").is_file()

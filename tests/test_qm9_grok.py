@@ -5,14 +5,11 @@ folder in qm9pack's CSV format (the first 40 real rows, copied). Never the netwo
 Covers: methane / acetonitrile / benzene features (counts, one-hot columns, aromatic flags, the PyG-SDF
 variant); formulas of real molecules against qm9pack's Elements; bad input (alpha <= 0, size < 4, unknown
 target, missing data: one line, exit code 2, nothing written); a smoke run, a constrained run, a tiny
-landscape with --shard; ensemble member e equals the single run; a copy of the script runs alone.
+landscape with --shard; ensemble member e equals the single run (the copied script: tests/test_copy.py).
 """
 import ast
 import csv
 import json
-import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +20,6 @@ import torch
 import common
 import qm9_grok as qg
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_KEYS = {"loss_threshold", "train_loss_step", "test_loss_step", "grok_ratio", "final_train_loss", "final_test_loss",
             "w_init", "w_min", "w_final", "wall_seconds", "steps_per_second"}
 N_FIXTURE = 40
@@ -300,20 +296,3 @@ def test_ensemble_member_equals_single_run(csv_dir, tmp_path, constrain):
     for k in single:
         np.testing.assert_allclose(ms[1][k], single[k], rtol=1e-9, atol=1e-9, err_msg=k)
     assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
-
-
-# ----------------------------------------------------------------------------------------------
-# docs/DESIGN.md, Copying: the script with common.py and kernels/ beside it runs in an empty folder
-# ----------------------------------------------------------------------------------------------
-def test_copied_into_an_empty_folder(csv_dir, tmp_path):
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    for f in ("qm9_grok.py", "common.py"):
-        shutil.copy(REPO / f, work)
-    shutil.copytree(REPO / "kernels", work / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
-    p = subprocess.run([sys.executable, "qm9_grok.py", "--csv-dir", str(csv_dir), "--size", "20", "--steps", "10",
-                        "--eval-points", "4"], cwd=work, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    runs = list((work / "runs" / "qm9_grok").iterdir())
-    assert len(runs) == 1 and (runs[0] / "summary.json").is_file() and (runs[0] / "curves.png").is_file()
-    assert list((work / "data" / "qm9").glob("*_n20.pt"))  # the cache, under the default --data-dir
