@@ -11,7 +11,6 @@ import ast
 import csv
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
