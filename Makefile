@@ -27,8 +27,9 @@ demo: install data
 figures: install data
 	$(PY) reproduce.py
 
-# SLURM for the one-node test cluster of tests/slurm/ (Debian's packages, ~20 s; as root where it is missing;
-# elsewhere the SLURM test skips and says why).
+# SLURM for the one-node test cluster of tests/slurm/ (Debian's packages, ~20 s; as root where it is missing).
+# Its own target, so that `make test` never changes the system; without SLURM the SLURM tests skip and say why
+# (.ci/run installs it first and, with CI set, fails them instead).
 slurm:
 	@if ! command -v sbatch >/dev/null || ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
 	        || ! command -v munged >/dev/null; then \
@@ -38,7 +39,7 @@ slurm:
 	    else echo "SLURM not installed and not root: tests/slurm will skip"; fi; \
 	fi
 
-test: install slurm
+test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: install
