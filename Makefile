@@ -43,7 +43,7 @@ test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 bench: install
-	$(PY) kernels/bench.py
+	$(PY) bench/kernel_bench.py
 
 clean:
 	rm -rf .venv runs

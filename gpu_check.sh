@@ -55,7 +55,7 @@ target authors_loops_modadd 20 "$PY" bench/authors_loops.py --experiment modadd 
 target addition_landscape 30 "$PY" addition_landscape.py --device $DEVICE --mode landscape --out "$OUT/addition_landscape"
 
 # 3. kernel benchmark: us per un-captured projection at the paper's model sizes, GB/s up to 2^28 (and 3e8)
-target kernel_bench 60 "$PY" kernels/bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.1 --out "$OUT/kernel_bench"
+target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.1 --out "$OUT/kernel_bench"
 [ "${ONLY:-}" = kernels ] && { cat "$OUT/timings.csv"; exit 0; }
 
 # 4. paper-scale grids, cheapest first (a target that hits its limit costs the least at the end)

@@ -22,7 +22,7 @@ from kernels import norm_project as K
 REPO = Path(__file__).resolve().parents[1]
 needs_triton = pytest.mark.skipif(not K.HAVE_TRITON, reason="triton is not installed")
 # Triton on CPU tensors = the interpreter (conftest sets TRITON_INTERPRET=1); real kernels on CUDA
-# tensors need it off (kernels/gpu_check.sh runs this file with TRITON_INTERPRET=0 on a GPU machine).
+# tensors need it off (gpu_check.sh runs this file with TRITON_INTERPRET=0 on a GPU machine).
 interpreted = pytest.mark.skipif(not K.INTERPRETED, reason="Triton on CPU tensors needs TRITON_INTERPRET=1")
 needs_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and K.HAVE_TRITON and not K.INTERPRETED),
                                reason="needs a CUDA GPU and compiled Triton (TRITON_INTERPRET=0)")
@@ -399,7 +399,7 @@ print("ok")
 
 def test_bench_runs_on_cpu(tmp_path):
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "kernels/bench.py", "--device", "cpu", "--max-size", "1e5", "--out", str(out),
+    r = subprocess.run([sys.executable, "bench/kernel_bench.py", "--device", "cpu", "--max-size", "1e5", "--out", str(out),
                         "--time-per-cell", "0.02"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -29,7 +29,7 @@ def test_dry_run_prints_an_array_and_a_dependent_merge(tmp_path):
 @pytest.mark.parametrize("argv, words", [
     (["--", "toy_teacher_student.py", "--mode", "run"], "not a grid mode"),
     (["--", "toy_teacher_student.py", "--mode", "landscape", "--shard", "0/2"], "leave out --shard"),
-    (["--", "kernels/bench.py"], "not one of the scripts"),
+    (["--", "bench/kernel_bench.py"], "not one of the scripts"),
     (["fig99"], "unknown figure"),
     (["fig2a", "--shards", "0"], "at least 1"),
 ])

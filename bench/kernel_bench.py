@@ -13,8 +13,8 @@ tensor of 1e4 .. 1e9 elements (cut at --max-size). Time per projection: median a
 samples of back-to-back calls, each sample ended by a device sync. GB/s counts 3 passes over the
 bytes (read for the norm, read + write for the rescale); `copy` counts 2 (read + write).
 
-    python kernels/bench.py --device cpu --max-size 1e7 --out runs/bench/cpu   # ~20 s on 2 CPU cores
-    python kernels/bench.py --device cuda --out runs/bench/h200                 # ~1-2 min on an H200
+    python bench/kernel_bench.py --device cpu --max-size 1e7 --out runs/bench/cpu   # ~20 s on 2 CPU cores
+    python bench/kernel_bench.py --device cuda --out runs/bench/h200                 # ~1-2 min on an H200
 
 Writes bench.csv (one row per size x provider, with device name, versions, date), bench.png
 (time per projection for the models; GB/s for the flat sizes) and bench.json (machine + args).
