@@ -2,13 +2,13 @@
 
 Providers (one projection = norm of the whole list + in-place rescale of every tensor):
   loop          the authors' code: sum of per-parameter p.norm()**2 with one .item() host sync each,
-                then `p.data *= target / norm` per parameter (REFERENCE.md, modular addition)
+                then `p.data *= target / norm` per parameter (docs/REFERENCE.md, Modular addition)
   foreach       kernels' torch path: torch._foreach_norm + _foreach_mul_, no host sync
   triton        kernels' fused Triton path: two launches, no host sync (CUDA only)
   triton_graph  the same two launches replayed from a CUDA graph: no launch overhead (CUDA only)
   copy          dst.copy_(src) of the flat tensor: the device's copy bandwidth, for reference (CUDA only)
 
-Sizes: the parameter lists of the paper's models (shapes below, from REFERENCE.md) and one flat
+Sizes: the parameter lists of the paper's models (shapes below, from docs/REFERENCE.md) and one flat
 tensor of 1e4 .. 1e9 elements (cut at --max-size). Time per projection: median and quartiles over
 samples of back-to-back calls, each sample ended by a device sync. GB/s counts 3 passes over the
 bytes (read for the norm, read + write for the rescale); `copy` counts 2 (read + write).
@@ -65,12 +65,12 @@ MODELS = {
     "mnist_mlp": _mlp(784, 200, 200, 10),         # Fig. 3: 784-200-200-10, 199,210 parameters
     "imdb_lstm": _lstm(1000, 64, 128, 2),         # Fig. 4: vocab 1000, embedding 64, 2-layer LSTM 128, -> 1
     # Fig. 5 (assumed): PyG GCNConv(11 -> 64) and GCNConv(64 -> 64) (weight [out, in] + bias each), then
-    # Linear(64 -> 1); 11 = QM9's node features. The authors' code used NNConv instead (REFERENCE.md).
+    # Linear(64 -> 1); 11 = QM9's node features. The authors' code used NNConv instead (docs/REFERENCE.md, QM9).
     "qm9_gcn": [[64, 11], [64], [64, 64], [64]] + _mlp(64, 1),
     "modadd_transformer": _transformer(),         # Fig. 7: p = 113, d_model 128, 4 heads, d_mlp 512
     "addition_decoder": _mlp(2, 200, 200, 30),    # Fig. 6: decoder 2-200-200-30
 }
-FLAT_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8, 2**28, 10**9]  # 2**28: the issue's ">= 256M" target
+FLAT_SIZES = [10**4, 10**5, 10**6, 10**7, 10**8, 2**28, 10**9]  # 2**28 = 268M fp32 elements: the large-list case of kernels/README.md
 
 
 # ----------------------------------------------------------------------------------------------
