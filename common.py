@@ -5,6 +5,7 @@ whole training step as one CUDA graph.
 Nothing experiment-specific lives here: models, data and training loops stay in their scripts.
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -435,7 +436,6 @@ def _source(script):
     """config.json's record of the code that ran: the script and common.py by sha256, and the git commit only
     when both are tracked and unmodified at HEAD. A copied script may sit inside another project's repository
     (docs/DESIGN.md, Copying), whose HEAD says nothing about it."""
-    import hashlib
     files = [str(Path(script).resolve()), str(Path(__file__).resolve())]
     sha = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
     commit = None
@@ -464,7 +464,7 @@ def check_run_folder(out, script, args, grid):
         return
     try:
         old = json.loads(config.read_text())
-        was, old_args = old["script"], old["args"]
+        was, old_args = old["script"], dict(old["args"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{config} is not a run's config.json; give a new --out.") from None
     require(was == script and old_args.get("mode") == args.mode,
@@ -478,7 +478,7 @@ def check_run_folder(out, script, args, grid):
 
 def make_run_dir(script, args, device, grid_settings=None):
     """Check the flags that shape a grid (check_grid_args) and the run folder (check_run_folder), then create
-    the run directory and write config.json (all args, versions, device, git commit). A stale
+    the run directory and write config.json (all args, versions, device, the source). A stale
     summary.json goes first: a run that stops early never sits beside an older run's summary."""
     name = Path(script).stem
     check_grid_args(args, grid_settings)
