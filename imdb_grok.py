@@ -635,7 +635,7 @@ def landscape_mode(args, out, data, device, dtype):
     done = [n for n, name in zip(sizes, names) if name in saved]
     small = done[0] if done else None
     summary = {"alphas": alphas, "sizes": sizes, "rows_done": len(done),
-               "missing_sizes": [n for n, name in zip(sizes, names) if name in missing],
+               "missing": missing, "missing_sizes": [n for n, name in zip(sizes, names) if name in missing],
                "train_error_best": (1 - z["train_acc_best"]).tolist(), "test_error_best": (1 - z["test_acc_best"]).tolist(),
                **{f: z[f].tolist() for f in fields}, "wall_seconds": sum(r["seconds"] for r in saved.values())}
     if small is not None:  # the LU diagnostics at the smallest N: where the training loss is small, where test is best

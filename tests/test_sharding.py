@@ -88,9 +88,8 @@ def argv_of(script, mode, out, data_dirs, dtype="float32"):
 
 
 def missing(out):
-    """The point names summary.json lists as missing (IMDb lists the missing rows' sizes)."""
-    s = json.loads((out / "summary.json").read_text())
-    return s["missing"] if "missing" in s else [f"size_{n}" for n in s["missing_sizes"]]
+    """The point names summary.json lists as missing."""
+    return json.loads((out / "summary.json").read_text())["missing"]
 
 
 def points(out):
