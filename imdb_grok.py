@@ -205,10 +205,7 @@ def _check_args(args):
     req(args.min_steps >= 0, f"--min-steps must be >= 0, got {args.min_steps}.")
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     req(args.alpha_list and min(args.alpha_list) > 0, f"--alphas must be positive numbers, got {args.alphas!r}.")
-    try:
-        args.size_list = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
-    except ValueError:
-        raise common.UserError(f"--sizes takes comma-separated integers, got {args.sizes!r}.") from None
+    args.size_list = sorted(set(common.parse_ints(args.sizes, "--sizes")))
     req(args.size_list and min(args.size_list) >= 4, f"--sizes must be integers >= 4, got {args.sizes!r}.")
     args.shard_pair = common.parse_shard(args.shard)
 

@@ -204,11 +204,8 @@ def _check_args(args):
     args.wd_list = common.parse_floats(args.wds, "--wds")
     args.m_list = common.parse_floats(args.ms, "--ms")
     args.path_alpha_list = common.parse_floats(args.path_alphas, "--path-alphas")
-    try:
-        args.size_list = [int(s) for s in args.sizes.split(",") if s.strip()]
-        args.slice_list = [int(s) for s in args.slice_sizes.split(",") if s.strip()]
-    except ValueError:
-        raise common.UserError("--sizes and --slice-sizes take comma-separated integers.") from None
+    args.size_list = common.parse_ints(args.sizes, "--sizes")
+    args.slice_list = common.parse_ints(args.slice_sizes, "--slice-sizes")
     args.shard_pair = common.parse_shard(args.shard)
     req(args.mode != "n-sweep" or len({min(args.batch_size, n) for n in args.size_list}) == 1,
         f"--mode n-sweep: the members share one batch size, so every --sizes value must be >= --batch-size "

@@ -211,11 +211,8 @@ def _check_args(args):
     req(not args.compile or args.mode == "run", "--compile applies to --mode run (a landscape row is a vmapped ensemble).")
     args.alpha_list = common.parse_floats(args.alphas, "--alphas")
     req(args.alpha_list and min(args.alpha_list) > 0, f"--alphas must be positive numbers, got {args.alphas!r}.")
-    try:
-        args.size_list = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
-        args.slice_list = [int(s) for s in args.slice_sizes.split(",") if s.strip()]
-    except ValueError:
-        raise common.UserError("--sizes and --slice-sizes take comma-separated integers.") from None
+    args.size_list = sorted(set(common.parse_ints(args.sizes, "--sizes")))
+    args.slice_list = common.parse_ints(args.slice_sizes, "--slice-sizes")
     req(args.size_list and min(args.size_list) >= 4, f"--sizes must be integers >= 4, got {args.sizes!r}.")
     req(len(args.slice_list) == 2 and min(args.slice_list) > 0,
         f"--slice-sizes takes two positive sizes (small,large), got {args.slice_sizes!r}.")

@@ -16,7 +16,6 @@ The scripts' train functions return only metrics; the trained tensors are read t
 that holds them (mnist: common.EnsembleAdam, modadd: stack_members, imdb: make_model, qm9: ensemble), which
 changes nothing in what the script computes.
 """
-import json
 import math
 
 import pytest
@@ -29,7 +28,7 @@ import imdb_grok as ig
 import mnist_grok as mg
 import modadd_transformer as mt
 import qm9_grok as qg
-from test_imdb_grok import fixture_reviews
+from test_contract import data as fixture_data  # noqa: F401 - the scripts' fixture data, used as a fixture
 from test_mnist_grok import idx_bytes
 from test_modadd_transformer import TINY as MODADD_TINY
 
@@ -271,14 +270,6 @@ IMDB_BATCH = 40  # 90 training reviews: batches 40, 40, 10, then a new epoch
 IMDB_CLIP = "0.15"
 
 
-@pytest.fixture(scope="module")
-def imdb_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imdb")
-    ig.reviews_path(d).parent.mkdir(parents=True)
-    ig.reviews_path(d).write_text(json.dumps(fixture_reviews()))
-    return d
-
-
 class TextbookLSTM(nn.Module):
     def __init__(self, args):
         super().__init__()
@@ -329,8 +320,8 @@ def imdb_textbook(args, data, alpha, wd, *, constrain):
     ([(6.0, 1.0), (1.0, 0.0), (2.0, 0.3)], False),  # with the control and a third member
     ([(0.5, 0.0), (3.0, 0.0)], True),               # fixed norm (the landscape's kind)
 ], ids=["single", "ensemble", "ensemble-constrained"])
-def test_imdb_equals_textbook_pytorch(imdb_dir, monkeypatch, members, constrain):
-    args = ig.parse_args(["--data-dir", str(imdb_dir), "--offline", "--size", "120", "--dtype", "float64",
+def test_imdb_equals_textbook_pytorch(fixture_data, monkeypatch, members, constrain):
+    args = ig.parse_args(["--data-dir", str(fixture_data / "imdb"), "--offline", "--size", "120", "--dtype", "float64",
                           "--batch-size", str(IMDB_BATCH), "--clip", IMDB_CLIP, "--device", "cpu", *IMDB_TINY])
     data = ig.load_imdb(args, args.size, CPU)
     assert len(data[0][0]) == 90

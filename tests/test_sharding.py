@@ -14,18 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import addition_landscape
 import common
-import imdb_grok
-import mnist_grok
-import modadd_transformer
-import qm9_grok
-import toy_teacher_student
-from test_imdb_grok import fixture_reviews
-from test_mnist_grok import data_dir  # noqa: F401 - the MNIST IDX fixture, used as a fixture
+from test_contract import data, run  # noqa: F401 - data: the scripts' fixture data, used as a fixture
 
-SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer,
-           "addition": addition_landscape, "imdb": imdb_grok, "qm9": qm9_grok}
 IMDB_TINY = ["--hidden", "8", "--embed", "8", "--seq-len", "24", "--vocab", "40", "--batch-size", "10"]
 GRIDS = {  # tiny versions of every grid mode
     ("toy", "landscape"): ["--alphas", "0.5,1,2", "--landscape-steps", "40", "--eval-points", "6"],
@@ -58,29 +49,11 @@ FLOAT64 = [g for g in GRIDS if g not in ROWS]
 
 
 @pytest.fixture(scope="module")
-def data_dirs(data_dir, tmp_path_factory):  # noqa: F811 - data_dir: the MNIST fixture
-    """{script: its data flags}: MNIST's IDX fixture, test_imdb_grok's reviews, the first 40 rows of qm9pack's CSV."""
-    imdb = tmp_path_factory.mktemp("imdb")
-    imdb_grok.reviews_path(imdb).parent.mkdir(parents=True)
-    imdb_grok.reviews_path(imdb).write_text(json.dumps(fixture_reviews()))
-    qm9 = tmp_path_factory.mktemp("qm9")
-    _, paths = qm9_grok.qm9pack_csvs()
-    with open(paths[0]) as src, open(qm9 / "qm9_part1.csv", "w") as dst:
-        for _ in range(41):
-            dst.write(src.readline())
-    return {"mnist": ["--data-dir", str(data_dir), "--offline"], "imdb": ["--data-dir", str(imdb), "--offline"],
-            "qm9": ["--csv-dir", str(qm9), "--data-dir", str(qm9 / "cache")]}
-
-
-def run(script, argv, capsys):
-    """A script's CLI in this process: (exit code, stdout, stderr)."""
-    try:
-        common.main_guard(lambda: SCRIPTS[script].main(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+def data_dirs(data):
+    """{script: its data flags}, on test_contract's fixture data (MNIST IDX files, IMDb reviews, qm9pack CSV rows)."""
+    return {"mnist": ["--data-dir", str(data / "mnist"), "--offline"],
+            "imdb": ["--data-dir", str(data / "imdb"), "--offline"],
+            "qm9": ["--csv-dir", str(data / "qm9csv"), "--data-dir", str(data / "qm9cache")]}
 
 
 def argv_of(script, mode, out, data_dirs, dtype="float32"):
