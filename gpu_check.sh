@@ -7,7 +7,7 @@
 # each run's own folder (summary.json has steps/s).
 #   OUT=/tmp/out bash gpu_check.sh      # from anywhere; ONLY=kernels: steps 1-3 only; DRY_RUN=1: see below
 # MNIST is not in git (data/ is ignored); on a machine without internet the MNIST targets need
-# data/MNIST/raw copied from a checkout that has it (`python mnist_grok.py --mode fetch`); without it they are skipped.
+# data/MNIST/raw copied from a checkout that has it (`python fetch_data.py mnist`); without it they are skipped.
 # Without .venv the machine's own python3 is used (a .venv whose torch is a CPU-only build would not see the GPU).
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -47,20 +47,20 @@ GPU_REQUIRED=$([ -n "${DRY_RUN:-}" ] || echo 1) \
 
 # 2. each experiment's main job, and the authors' loops on the same GPU (the speed-up targets)
 target teacher_student_run 25 "$PY" toy_teacher_student.py --device $DEVICE --out "$OUT/teacher_student_run"
-[ -n "$MNIST" ] && target mnist_run 45 "$PY" mnist_grok.py --device $DEVICE --offline --out "$OUT/mnist_run"
+[ -n "$MNIST" ] && target mnist_run 45 "$PY" mnist_grok.py --device $DEVICE --out "$OUT/mnist_run"
 [ -n "$MNIST" ] && target authors_loops_mnist 20 "$PY" bench/authors_loops.py --experiment mnist --device $DEVICE \
-  --steps 1000 --offline --out "$OUT/authors_loops_mnist"
+  --steps 1000 --out "$OUT/authors_loops_mnist"
 target modadd_run 25 "$PY" modadd_transformer.py --device $DEVICE --out "$OUT/modadd_run"
 target authors_loops_modadd 20 "$PY" bench/authors_loops.py --experiment modadd --device $DEVICE --out "$OUT/authors_loops_modadd"
 target addition_landscape 30 "$PY" addition_landscape.py --device $DEVICE --mode landscape --out "$OUT/addition_landscape"
 
-# 3. kernel benchmark: us per un-captured projection at the paper's model sizes, GB/s up to 2^28 (and 3e8)
-target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.1 --out "$OUT/kernel_bench"
+# 3. kernel benchmark: us per un-captured projection, every norm mode (0.025 s a cell: four modes in the time one took), GB/s up to 2^28
+target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.025 --out "$OUT/kernel_bench"
 [ "${ONLY:-}" = kernels ] && { cat "$OUT/timings.csv"; exit 0; }
 
 # 4. paper-scale grids, cheapest first (a target that hits its limit costs the least at the end)
 target modadd_landscape 45 "$PY" modadd_transformer.py --device $DEVICE --mode landscape --out "$OUT/modadd_landscape"
-[ -n "$MNIST" ] && target mnist_paper_grid 55 "$PY" mnist_grok.py --device $DEVICE --offline --mode landscape --paper-grid \
+[ -n "$MNIST" ] && target mnist_paper_grid 55 "$PY" mnist_grok.py --device $DEVICE --mode landscape --scale paper \
   --out "$OUT/mnist_paper_grid"
 target modadd_wd_sweep 60 "$PY" modadd_transformer.py --device $DEVICE --mode wd-sweep --out "$OUT/modadd_wd_sweep"
 cat "$OUT/timings.csv"

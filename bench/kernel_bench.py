@@ -1,9 +1,12 @@
-"""Benchmark of the fixed-norm projection (rescale a parameter list to a target global L2 norm).
+"""Benchmark of the fixed-norm projection (rescale a parameter list to a target global L2 norm), in each of
+kernels.project_to_norm_'s modes: global (the paper's), per_tensor, cap, cap_per_tensor.
 
-Providers (one projection = norm of the whole list + in-place rescale of every tensor):
-  loop          the authors' code: sum of per-parameter p.norm()**2 with one .item() host sync each,
-                then `p.data *= target / norm` per parameter (docs/REFERENCE.md, Modular addition)
-  foreach       kernels' torch path: torch._foreach_norm + _foreach_mul_, no host sync
+Providers (one projection = norm of the whole list, or of each tensor, + in-place rescale of every tensor):
+  loop          a per-tensor Python loop. global: the authors' code, sum of per-parameter p.norm()**2 with
+                one .item() host sync each, then `p.data *= target / norm` per parameter (docs/REFERENCE.md,
+                Modular addition); cap: the same, rescaling only if norm > target; per_tensor:
+                `p.mul_(t / p.norm())` per parameter; cap_per_tensor: `p.mul_((t / p.norm()).clamp_(max=1))`
+  foreach       kernels' torch path: torch._foreach_norm + _foreach_mul_, no host sync (the foreach reference)
   triton        kernels' fused Triton path: two launches, no host sync (CUDA only)
   triton_graph  the same two launches replayed from a CUDA graph: no launch overhead (CUDA only)
   copy          dst.copy_(src) of the flat tensor: the device's copy bandwidth, for reference (CUDA only)
@@ -11,10 +14,19 @@ Providers (one projection = norm of the whole list + in-place rescale of every t
 Sizes: the parameter lists of the paper's models (shapes below, from docs/REFERENCE.md) and one flat
 tensor of 1e4 .. 1e9 elements (cut at --max-size). Time per projection: median and quartiles over
 samples of back-to-back calls, each sample ended by a device sync. GB/s counts 3 passes over the
-bytes (read for the norm, read + write for the rescale); `copy` counts 2 (read + write).
+bytes (read for the norm, read + write for the rescale); `copy` counts 2 (read + write). Targets: the
+list's own norm (global, cap: a Python float), each tensor's own norm (per-tensor modes: an [N] tensor
+on the device, as FixedNorm keeps them; the loop gets N floats). `vs_global` = this mode's median / the
+global mode's, same case and provider, same run (the modes are timed in turns, sample by sample);
+`vs_global_min` the same ratio of the fastest samples (on a loaded machine, the one that preemption spares).
+
+--ensemble E times the batched (ensemble) form instead, kernels.project_to_norm_batched_ in each mode: every
+parameter gets a leading dim E (a flat case is one [E, n/E] tensor), targets are each member's own norms
+([E] tensor, or [E, N] per tensor, on the device), and `loop` runs the loop above once per member (on views).
 
     python bench/kernel_bench.py --device cpu --max-size 1e7 --out runs/bench/cpu   # ~20 s on 2 CPU cores
     python bench/kernel_bench.py --device cuda --out runs/bench/h200                 # ~1-2 min on an H200
+    python bench/kernel_bench.py --device cpu --max-size 1e7 --ensemble 8 --out runs/bench/cpu_e8  # batched
 
 Writes bench.csv (one row per size x provider, with device name, versions, date), bench.png
 (time per projection for the models; GB/s for the flat sizes) and bench.json (machine + args).
@@ -82,20 +94,46 @@ def authors_loop_(params, target):
         p.data *= target / norm
 
 
-def make_provider(name, params, target):
+def authors_cap_loop_(params, target):
+    norm = math.sqrt(sum((p.norm() ** 2).item() for p in params))
+    if norm > target:
+        for p in params:
+            p.data *= target / norm
+
+
+def per_tensor_loop_(params, targets):
+    for p, t in zip(params, targets):
+        p.data.mul_(t / p.data.norm())
+
+
+def cap_per_tensor_loop_(params, targets):
+    for p, t in zip(params, targets):
+        p.data.mul_((t / p.data.norm()).clamp_(max=1.0))
+
+
+LOOPS = {"global": authors_loop_, "cap": authors_cap_loop_, "per_tensor": per_tensor_loop_,
+         "cap_per_tensor": cap_per_tensor_loop_}
+
+
+def make_provider(name, params, target, mode="global", batched=False):
     if name == "loop":
-        return lambda: authors_loop_(params, target)
+        loop, t = LOOPS[mode], target.tolist() if isinstance(target, torch.Tensor) else target
+        if batched:  # the loop once per member, on views of member e of every parameter
+            members = [[p[e] for p in params] for e in range(params[0].shape[0])]
+            return lambda: [loop(m, te) for m, te in zip(members, t)]
+        return lambda: loop(params, t)
+    project = kernels.project_to_norm_batched_ if batched else kernels.project_to_norm_
     if name == "foreach":
-        return lambda: kernels.project_to_norm_(params, target, backend="torch")
+        return lambda: project(params, target, mode=mode, backend="torch")
     if name == "triton":
-        return lambda: kernels.project_to_norm_(params, target, backend="triton")
+        return lambda: project(params, target, mode=mode, backend="triton")
     if name == "triton_graph":
         for _ in range(3):  # compile, build the chunk table, warm the allocator: all before capture
-            kernels.project_to_norm_(params, target, backend="triton")
+            project(params, target, mode=mode, backend="triton")
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            kernels.project_to_norm_(params, target, backend="triton")
+            project(params, target, mode=mode, backend="triton")
         return graph.replay
     if name == "copy":
         src = params[0]
@@ -104,22 +142,40 @@ def make_provider(name, params, target):
     raise ValueError(name)
 
 
-def time_per_call(fn, device, budget_s, max_samples=50):
-    """Median and quartiles (seconds per call) over samples of back-to-back calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn(); fn(); sync()  # warm-up: Triton compile, chunk table, allocator
-    t0 = time.perf_counter(); fn(); sync()
-    one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, min(1000, int(2e-3 / one)))  # calls per sample: at least ~2 ms of work per sample
-    samples, start = [], time.perf_counter()
-    while len(samples) < 5 or (time.perf_counter() - start < budget_s and len(samples) < max_samples):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - t0) / inner)
+def _stats(samples):
     q = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-    return statistics.median(samples), q[0], q[2], len(samples)
+    return statistics.median(samples), q[0], q[2], len(samples), min(samples)
+
+
+def time_interleaved(fns, device, budget_s, max_samples=50):
+    """{key: (median, q25, q75, samples, min)} in seconds per call, over samples of back-to-back calls of each
+    function, the functions taking turns sample by sample: a load change on a shared machine then hits
+    all of them alike, and their ratios (the modes vs global) stay meaningful. fns: {key: function};
+    one whose warm-up raises gets the exception instead of numbers."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    inner, out = {}, {}
+    for key, fn in fns.items():
+        try:
+            fn(); fn(); sync()  # warm-up: Triton compile, chunk table, allocator
+            t0 = time.perf_counter(); fn(); sync()
+        except Exception as e:  # one failing provider must not lose the others' numbers
+            out[key] = e
+            continue
+        one = max(time.perf_counter() - t0, 1e-7)
+        inner[key] = max(1, min(1000, int(2e-3 / one)))  # calls per sample: at least ~2 ms of work per sample
+    samples = {key: [] for key in inner}
+    start = time.perf_counter()
+    while samples and (min(map(len, samples.values())) < 5 or (
+            time.perf_counter() - start < budget_s * len(samples) and len(next(iter(samples.values()))) < max_samples)):
+        for key, fn in fns.items():
+            if key in samples:
+                t0 = time.perf_counter()
+                for _ in range(inner[key]):
+                    fn()
+                sync()
+                samples[key].append((time.perf_counter() - t0) / inner[key])
+    out.update({key: _stats(v) for key, v in samples.items()})
+    return {key: out[key] for key in fns}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,11 +205,16 @@ def parse_args(argv=None):
     ap.add_argument("--providers", default="loop,foreach,triton,triton_graph,copy",
                     help="comma-separated subset of loop,foreach,triton,triton_graph,copy (CUDA-only ones "
                          "are skipped on CPU)")
+    ap.add_argument("--modes", default=",".join(kernels.MODES),
+                    help="comma-separated subset of " + ",".join(kernels.MODES))
     ap.add_argument("--time-per-cell", type=float, default=0.25,
                     help="seconds of sampling per size x provider (at least 5 samples are always taken)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads for --device cpu (default 1: on cores shared with other jobs, "
                          "multi-threaded timings were ~12 ms scheduler time slices, not the work)")
+    ap.add_argument("--ensemble", type=int, default=0,
+                    help="E >= 1: time the batched form (project_to_norm_batched_) on E stacked copies of each "
+                         "parameter list (default 0: the plain form)")
     ap.add_argument("--out", default=None, help="output folder (default runs/bench/<device>_<date>)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random parameter values")
     args = ap.parse_args(argv)
@@ -162,8 +223,13 @@ def parse_args(argv=None):
     bad = set(args.providers.split(",")) - {"loop", "foreach", "triton", "triton_graph", "copy"}
     if bad:
         ap.error(f"unknown provider(s) {sorted(bad)}")
+    bad = set(args.modes.split(",")) - set(kernels.MODES)
+    if bad:
+        ap.error(f"unknown mode(s) {sorted(bad)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible; use --device cpu")
+    if args.ensemble < 0:
+        ap.error("--ensemble must be >= 0")
     if args.threads < 1:
         ap.error("--threads must be at least 1")
     if args.max_size is None:
@@ -193,44 +259,70 @@ def main(argv=None):
                "date": now.isoformat(timespec="seconds"), "args": vars(args)}
     print(f"{machine['device']} | torch {machine['torch']} | triton {triton_version} | {machine['date']}")
 
-    cases = [("model", name, shapes) for name, shapes in MODELS.items()]
-    cases += [("flat", f"flat_{n:.0e}".replace("e+0", "e"), [[n]]) for n in FLAT_SIZES if n <= args.max_size]
+    E = args.ensemble
+    cases = [("model", name, [[E, *s] for s in shapes] if E else shapes) for name, shapes in MODELS.items()]
+    cases += [("flat", f"flat_{n:.0e}".replace("e+0", "e"), [[E, n // E]] if E else [[n]])
+              for n in FLAT_SIZES if n <= args.max_size]
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
+    modes = args.modes.split(",")
     rows = []
-    print(f"{'case':>20} {'tensors':>7} {'params':>11} {'provider':>13} {'median us':>11} "
-          f"{'q25..q75 us':>19} {'GB/s':>8} {'vs foreach':>10}")
+    print(f"{'case':>20} {'tensors':>7} {'params':>11} {'mode':>14} {'provider':>13} {'median us':>11} "
+          f"{'q25..q75 us':>19} {'GB/s':>8} {'vs foreach':>10} {'vs global':>9}")
     for suite, name, shapes in cases:
-        # Values drawn on the CPU (same on every device), then moved; the target is their own norm,
+        # Values drawn on the CPU (same on every device), then moved; the targets are their own norms,
         # so repeated projections leave them (up to rounding) where they are.
         params = [torch.randn(s, generator=gen).to(device, dtype) if suite == "model"
                   else torch.randn(s, device=device, dtype=dtype) for s in shapes]
         n = sum(p.numel() for p in params)
-        target = float(kernels.global_norm(params, backend="torch"))
+        if E:  # each member's own norms, as device tensors ([E]; [E, N] per tensor)
+            targets = {"global": kernels.batched_norm(params, backend="torch"),
+                       "per_tensor": kernels.batched_tensor_norms(params, backend="torch")}
+        else:
+            targets = {"global": float(kernels.global_norm(params, backend="torch")),
+                       "per_tensor": torch.stack([p.norm(dtype=torch.float32 if dtype != torch.float64 else dtype)
+                                                  for p in params])}
         results = {}
+        # Provider by provider, its modes timed in turns (time_interleaved), for their ratios to global.
         for prov in providers:
             if prov == "copy" and suite != "flat":
                 continue
-            try:
-                results[prov] = time_per_call(make_provider(prov, params, target), device, args.time_per_cell)
-            except Exception as e:  # one failing provider must not lose the others' numbers
-                print(f"{name:>20} {prov:>13} FAILED: {type(e).__name__}: {e}")
-                results[prov] = (float("nan"),) * 3 + (0,)
-        for prov, (med, q25, q75, k) in results.items():
+            fns = {}
+            for mode in (["-"] if prov == "copy" else modes):
+                target = targets["per_tensor" if mode.endswith("per_tensor") else "global"]
+                try:
+                    fns[mode] = make_provider(prov, params, target, mode, batched=bool(E))
+                except Exception as e:  # one failing provider must not lose the others' numbers
+                    fns[mode] = e
+            timed = time_interleaved({m: f for m, f in fns.items() if callable(f)}, device, args.time_per_cell)
+            for mode in fns:
+                res = timed.get(mode, fns[mode])
+                if isinstance(res, Exception):
+                    print(f"{name:>20} {mode:>14} {prov:>13} FAILED: {type(res).__name__}: {res}")
+                    res = (float("nan"),) * 3 + (0, float("nan"))
+                results[prov, mode] = res
+        for (prov, mode), (med, q25, q75, k, fastest) in results.items():
             passes = 2 if prov == "copy" else 3
             gbps = passes * n * params[0].element_size() / med / 1e9
-            speedup = results["foreach"][0] / med if "foreach" in results and prov != "copy" else float("nan")
-            print(f"{name:>20} {len(params):>7} {n:>11,} {prov:>13} {med * 1e6:>11.1f} "
-                  f"{q25 * 1e6:>9.1f}..{q75 * 1e6:<9.1f} {gbps:>8.2f} {speedup:>10.2f}", flush=True)
+            ref = results.get(("foreach", mode))
+            speedup = ref[0] / med if ref and prov != "copy" else float("nan")
+            glob = results.get((prov, "global"))
+            vs_global = med / glob[0] if glob else float("nan")
+            vs_global_min = fastest / glob[4] if glob else float("nan")
+            print(f"{name:>20} {len(params):>7} {n:>11,} {mode:>14} {prov:>13} {med * 1e6:>11.1f} "
+                  f"{q25 * 1e6:>9.1f}..{q75 * 1e6:<9.1f} {gbps:>8.2f} {speedup:>10.2f} {vs_global:>9.3f}", flush=True)
             rows.append({"suite": suite, "case": name, "n_tensors": len(params), "n_params": n,
-                         "dtype": args.dtype, "provider": prov, "median_us": med * 1e6, "q25_us": q25 * 1e6,
-                         "q75_us": q75 * 1e6, "samples": k, "gb_per_s": gbps, "speedup_vs_foreach": speedup,
+                         "dtype": args.dtype, "ensemble": E, "mode": mode, "provider": prov, "median_us": med * 1e6,
+                         "q25_us": q25 * 1e6, "q75_us": q75 * 1e6, "min_us": fastest * 1e6, "samples": k,
+                         "gb_per_s": gbps, "speedup_vs_foreach": speedup, "vs_global": vs_global,
+                         "vs_global_min": vs_global_min,
                          "device": machine["device"], "torch": machine["torch"], "triton": triton_version,
                          "date": machine["date"]})
         del params
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
+    print_mode_summary(rows, providers, modes)
     with open(out / "bench.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -240,12 +332,30 @@ def main(argv=None):
     print(f"wrote {out}/bench.csv, bench.png, bench.json")
 
 
+def print_mode_summary(rows, providers, modes):
+    """Each mode's median / the global mode's, per case and provider (the paper's models)."""
+    others = [m for m in modes if m != "global"]
+    if "global" not in modes or not others:
+        return
+    print("\ntime vs the global mode, same provider, same run (the paper's models): median, then fastest sample")
+    print(f"{'case':>20} {'provider':>13} " + " ".join(f"{m:>14}" for m in others))
+    for col in ("vs_global", "vs_global_min"):
+        print(f"{col}:" if col == "vs_global" else f"{col} (fastest samples):")
+        ratio = {(r["case"], r["provider"], r["mode"]): r[col] for r in rows if r["suite"] == "model"}
+        for case in MODELS:
+            for prov in providers:
+                if (case, prov, "global") in ratio:
+                    print(f"{case:>20} {prov:>13} " + " ".join(f"{ratio.get((case, prov, m), float('nan')):>14.3f}"
+                                                             for m in others))
+
+
 def plot(rows, providers, machine, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    mode_rows, rows = rows, [r for r in rows if r["mode"] in ("global", "-")] or rows
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 4.5))
     models = list(MODELS)
     bar_providers = [p for p in providers if p != "copy"]
     width = 0.8 / len(bar_providers)
@@ -269,7 +379,26 @@ def plot(rows, providers, machine, path):
     ax2.set_ylabel("GB/s (3 passes over the bytes)")
     ax2.set_title("flat sizes")
     ax2.legend(fontsize=8)
-    fig.suptitle(f"fixed-norm projection, {rows[0]['dtype']} | {machine['device']} | torch {machine['torch']} | "
+    # The other modes: time / the global mode's, per model, for the fused providers; the fastest samples' ratio
+    # (vs_global_min), which a loaded machine's preemptions don't reach (the medians' ratio is in bench.csv).
+    others = sorted({r["mode"] for r in mode_rows} - {"global", "-"})
+    fused = [p for p in ("foreach", "triton", "triton_graph") if p in providers]
+    bars = [(m, p) for m in others for p in fused]
+    width = 0.8 / max(1, len(bars))
+    for i, (mode, prov) in enumerate(bars):
+        v = {r["case"]: r["vs_global_min"] for r in mode_rows if r["mode"] == mode and r["provider"] == prov}
+        ax3.bar([j + i * width for j in range(len(models))], [v.get(m, float("nan")) for m in models], width,
+                label=f"{mode} ({prov})")
+    ax3.axhline(1.0, color="k", lw=0.8)
+    ax3.axhline(1.1, color="k", lw=0.8, ls=":")
+    ax3.set_xticks([j + width * (len(bars) - 1) / 2 for j in range(len(models))])
+    ax3.set_xticklabels([m.replace("_", chr(10)) for m in models], fontsize=7)
+    ax3.set_ylabel("fastest sample / global mode's (same provider, run)")
+    ax3.set_title("modes vs global (dotted: +10%)")
+    if bars:
+        ax3.legend(fontsize=7)
+    batched = f"batched, ensemble E = {rows[0]['ensemble']} | " if rows[0]["ensemble"] else ""
+    fig.suptitle(f"fixed-norm projection, {batched}{rows[0]['dtype']} | {machine['device']} | torch {machine['torch']} | "
                  f"triton {machine['triton']} | {machine['date'][:10]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -3,8 +3,20 @@
     global_norm(tensors)                       -> 0-d tensor, ||theta||_2 over all tensors
     batched_norm(tensors)                      -> [E] norms, tensors with a leading ensemble dim E
     project_to_norm_(tensors, target)          -> rescales in place to norm `target`, returns old norm
+    project_to_norm_(tensors, target, mode=m)  -> m = "global" (the default, as above), "per_tensor" (each
+                                                  tensor to its own target: a number, a 0-d or [N] tensor,
+                                                  or a list of N numbers; returns the [N] old norms),
+                                                  "cap" / "cap_per_tensor" (the same, but only a norm above
+                                                  its target is rescaled: a cap never increases a norm)
+    FixedNorm(params, mode=m, target=None, alpha=1.0).step()  -> after optimizer.step(): back to the
+                                                  targets (default: alpha * the norms at construction)
     project_to_norm_batched_(tensors, targets) -> same per model e (targets: number, 0-d or [E] tensor,
                                                   or a list of E numbers)
+    project_to_norm_batched_(tensors, targets, mode=m) -> the same four modes per model e: "per_tensor" /
+                                                  "cap_per_tensor" take targets[e, i] for model e of tensor i
+                                                  (a number, a 0-d or [E, N] tensor; returns [E, N] old norms)
+    batched_tensor_norms(tensors)              -> [E, N] norms of model e of tensor i (e.g. for default
+                                                  per-tensor targets alpha * the initial norms)
 
 `backend="auto"` uses the fused Triton kernels for CUDA tensors (two launches, CUDA-graph capturable)
 and torch foreach ops on CPU or for lists the kernels can't take (mixed dtypes, non-contiguous);
@@ -20,7 +32,9 @@ float16 (mixed dtypes are fine on the torch path) and on one device; batched: ea
 dim E >= 1. A number target must be finite and >= 0 (0 is allowed: it zeroes the tensors, and since a zero
 norm is then left as it is, later projections can't bring them back). A tensor target must be 0-d (or [E],
 batched), floating-point and on the tensors' device; its value is never read on the host (no sync), so
-it is not checked. Wrong types raise TypeError, wrong values / shapes / devices ValueError.
+it is not checked. Per-tensor modes take one target per tensor as well ([N] tensor or N numbers; batched:
+an [E, N] tensor, one per model and tensor). An
+unknown mode, like wrong values / shapes / devices, raises ValueError; wrong types raise TypeError.
 """
 import math
 import numbers
@@ -29,7 +43,14 @@ import torch
 
 from . import norm_project as _impl
 
-__all__ = ["global_norm", "batched_norm", "project_to_norm_", "project_to_norm_batched_"]
+__all__ = ["global_norm", "batched_norm", "batched_tensor_norms", "project_to_norm_", "project_to_norm_batched_",
+           "FixedNorm", "MODES"]
+
+# project_to_norm_'s modes: rescale the global norm to the target, each tensor's norm to its own target, or
+# either of them only where it exceeds its target (a cap).
+MODES = ("global", "per_tensor", "cap", "cap_per_tensor")
+_PER_TENSOR = frozenset({"per_tensor", "cap_per_tensor"})
+_CAP = frozenset({"cap", "cap_per_tensor"})
 
 _DTYPES = frozenset(_impl.DTYPES)
 _DTYPE_NAMES = "float32, float64, bfloat16, float16"
@@ -45,12 +66,14 @@ def _number(x, name, want):
     return float(x)
 
 
-def _check(tensors, backend, batched, target=_NO_TARGET):
+def _check(tensors, backend, batched, target=_NO_TARGET, mode="global"):
     """(list of tensors, target) as both paths take them, or a TypeError / ValueError with the same
     message whichever backend was asked for. Reads Python numbers and tensor metadata only, never a
     device tensor's values: that would be a host sync, every training step."""
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if isinstance(tensors, torch.Tensor):  # iterating it would quietly take its rows as the list
         raise TypeError("tensors must be a list of tensors, got a single tensor: pass [tensor]")
     try:
@@ -80,28 +103,37 @@ def _check(tensors, backend, batched, target=_NO_TARGET):
     if target is _NO_TARGET:
         return tensors, None
 
-    want = (f"a number, a 0-d or [E] tensor, or a list of E numbers (E = {E})" if batched
-            else "a number or a 0-d tensor")
+    # One target per model (batched) or per tensor (per-tensor modes) may be given: n of them; batched per
+    # tensor, one per model and tensor: an [E, N] tensor (no lists of lists).
+    if batched and mode in _PER_TENSOR:
+        n, shape = None, (E, len(tensors))
+        want = f"a number or a 0-d or [E, N] tensor (E = {E}, N = {len(tensors)})"
+    else:
+        n, name = (E, "E") if batched else (len(tensors), "N") if mode in _PER_TENSOR else (None, None)
+        shape = (n,) if n else None
+        want = (f"a number, a 0-d or [{name}] tensor, or a list of {name} numbers ({name} = {n})" if n
+                else "a number or a 0-d tensor")
     if isinstance(target, torch.Tensor):  # metadata only: its value stays on the device, unchecked
-        if not (target.dim() == 0 or (batched and target.shape == (E,))):
+        if not (target.dim() == 0 or (shape and target.shape == shape)):
             raise ValueError(f"target must be {want}; got a tensor of shape {tuple(target.shape)}")
         if target.dtype not in _DTYPES:
             raise TypeError(f"target has dtype {target.dtype}; supported: {_DTYPE_NAMES}")
         if target.device != device:  # a CPU target would be copied to the device every call
             raise ValueError(f"target is on {target.device}, the tensors on {device}")
         return tensors, target
-    if batched and isinstance(target, (list, tuple)):
-        if len(target) != E:
+    if n and isinstance(target, (list, tuple)):
+        if len(target) != n:
             raise ValueError(f"target must be {want}; got a list of {len(target)}")
         return tensors, [_number(x, f"target[{i}]", "a number") for i, x in enumerate(target)]
     return tensors, _number(target, "target", want)
 
 
-def _triton_table(tensors, backend, batched):
+def _triton_table(tensors, backend, batched, per_tensor=False):
     # The Triton chunk table to use, or None for the torch path.
     if backend == "torch" or (backend == "auto" and not (tensors[0].is_cuda and _impl.HAVE_TRITON)):
         return None
-    return _impl.chunk_table(tensors, batched, strict=backend == "triton")  # auto: None if it can't
+    # auto: None if the kernels can't take the list
+    return _impl.chunk_table(tensors, batched, strict=backend == "triton", per_tensor=per_tensor)
 
 
 def global_norm(tensors, *, backend="auto"):
@@ -116,19 +148,36 @@ def batched_norm(tensors, *, backend="auto"):
     return _impl.batched_norm_torch(tensors) if tab is None else _impl.launch(tab)
 
 
-def project_to_norm_(tensors, target, *, backend="auto"):
-    tensors, target = _check(tensors, backend, batched=False, target=target)
-    tab = _triton_table(tensors, backend, batched=False)
-    if tab is not None:
-        return _impl.launch(tab, target).reshape(())  # raw pointers: autograd never sees the Triton path
+def batched_tensor_norms(tensors, *, backend="auto"):
+    tensors, _ = _check(tensors, backend, batched=True)
+    tab = _triton_table(tensors, backend, batched=True, per_tensor=True)
+    return _impl.batched_tensor_norms_torch(tensors) if tab is None else _impl.launch(tab).view(-1, len(tensors))
+
+
+def project_to_norm_(tensors, target, *, mode="global", backend="auto"):
+    tensors, target = _check(tensors, backend, batched=False, target=target, mode=mode)
+    per_tensor = mode in _PER_TENSOR
+    tab = _triton_table(tensors, backend, batched=False, per_tensor=per_tensor)
+    if tab is not None:  # raw pointers: autograd never sees the Triton path
+        norms = _impl.launch(tab, target, cap=mode in _CAP)
+        return norms if per_tensor else norms.reshape(())
     with torch.no_grad():  # in-place ops on leaf parameters
-        return _impl.project_to_norm_torch_(tensors, target)
+        if mode == "global":  # today's projection, unchanged
+            return _impl.project_to_norm_torch_(tensors, target)
+        return _impl.project_modes_torch_(tensors, target, mode)
 
 
-def project_to_norm_batched_(tensors, targets, *, backend="auto"):
-    tensors, targets = _check(tensors, backend, batched=True, target=targets)
-    tab = _triton_table(tensors, backend, batched=True)
-    if tab is not None:
-        return _impl.launch(tab, targets)
+def project_to_norm_batched_(tensors, targets, *, mode="global", backend="auto"):
+    tensors, targets = _check(tensors, backend, batched=True, target=targets, mode=mode)
+    per_tensor = mode in _PER_TENSOR
+    tab = _triton_table(tensors, backend, batched=True, per_tensor=per_tensor)
+    if tab is not None:  # segments: model e ([E] norms), or (model e, tensor i) = e * N + i ([E, N])
+        norms = _impl.launch(tab, targets, cap=mode in _CAP)
+        return norms.view(-1, len(tensors)) if per_tensor else norms
     with torch.no_grad():
-        return _impl.project_to_norm_batched_torch_(tensors, targets)
+        if mode == "global":  # today's batched projection, unchanged
+            return _impl.project_to_norm_batched_torch_(tensors, targets)
+        return _impl.project_modes_batched_torch_(tensors, targets, mode)
+
+
+from .fixed_norm import FixedNorm  # noqa: E402  (it uses the functions above)

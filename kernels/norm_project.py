@@ -67,13 +67,53 @@ def project_to_norm_torch_(tensors, target):
     return norm
 
 
+def tensor_norms_torch(tensors):
+    """The [N] norms of the N tensors, one each, in the accumulation dtype of the whole list (no host sync)."""
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=_acc_dtype(tensors)))
+
+
+def _mode_scale(norm, target, mode):
+    """target / norm where the mode rescales: where the norm is finite and > 0 (as the global mode), and for a cap
+    only where it exceeds the target (then target / norm < 1: a cap never increases a norm; a norm <= target is
+    left bit for bit); 1 elsewhere."""
+    if isinstance(target, list):
+        target = torch.tensor(target, dtype=norm.dtype, device=norm.device)
+    ok = (norm > target) if mode.startswith("cap") else (norm > 0)
+    return torch.where(ok & (norm < float("inf")), target / norm, 1.0)
+
+
+def project_modes_torch_(tensors, target, mode):
+    """project_to_norm_torch_'s other modes (kernels/__init__.py, project_to_norm_): "cap" (global norm,
+    rescaled only if above the target), "per_tensor" and "cap_per_tensor" (each tensor on its own, target:
+    a number, a 0-d or [N] tensor, or a list of N numbers). Returns the norm(s) before: 0-d, or [N]."""
+    per_tensor = mode != "cap"
+    norm = tensor_norms_torch(tensors) if per_tensor else global_norm_torch(tensors)
+    scale = _mode_scale(norm, target, mode)
+    groups = _by_dtype(tensors)
+    if not per_tensor:
+        for dtype, group in groups.items():
+            torch._foreach_mul_(group, scale.to(dtype))
+    elif len(groups) == 1:  # the usual one-dtype list: one foreach call, one 0-d scale per tensor
+        torch._foreach_mul_(tensors, list(scale.to(tensors[0].dtype).unbind()))
+    else:
+        scales = {dtype: scale.to(dtype).unbind() for dtype in groups}
+        for dtype, group in groups.items():
+            torch._foreach_mul_(group, [scales[dtype][i] for i, t in enumerate(tensors) if t.dtype == dtype])
+    return norm
+
+
+def batched_tensor_norms_torch(tensors):
+    """[E, N] norms of member e of tensor i, for N tensors that share a leading ensemble dimension E (each
+    reduced along its contiguous trailing elements: member e's norms don't depend on E)."""
+    acc = _acc_dtype(tensors)
+    return torch.stack([torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=acc) for t in tensors], dim=1)
+
+
 def batched_norm_torch(tensors):
     """Per-model norms [E] of tensors that share a leading ensemble dimension E."""
-    acc = _acc_dtype(tensors)
-    per_tensor = [torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=acc) for t in tensors]
     # [E, tensors] and a reduction along the contiguous last dim: a member's norm is then summed in the same
     # order whatever E is (a reduction over dim 0 vectorizes across members, and its order depends on E).
-    return torch.linalg.vector_norm(torch.stack(per_tensor, dim=1), dim=1)
+    return torch.linalg.vector_norm(batched_tensor_norms_torch(tensors), dim=1)
 
 
 def project_to_norm_batched_torch_(tensors, targets):
@@ -89,6 +129,28 @@ def project_to_norm_batched_torch_(tensors, targets):
     return norms
 
 
+def project_modes_batched_torch_(tensors, targets, mode):
+    """project_to_norm_batched_torch_'s other modes (kernels/__init__.py, project_to_norm_batched_): "cap"
+    (member e's global norm, rescaled only if above targets[e]: a number, a 0-d or [E] tensor, or E numbers),
+    "per_tensor" and "cap_per_tensor" (member e of tensor i on its own, to / capped at targets[e, i]: a
+    number, a 0-d or [E, N] tensor). Returns the norms before: [E], or [E, N]."""
+    per_tensor = mode != "cap"
+    norms = batched_tensor_norms_torch(tensors) if per_tensor else batched_norm_torch(tensors)
+    scale = _mode_scale(norms, targets, mode)  # element by element: a member's scale is its own norm's and target's
+    dtype = tensors[0].dtype
+    if all(t.dtype == dtype for t in tensors):  # the usual one-dtype list: one foreach call
+        s = scale.to(dtype)
+        # per tensor: column i of [E, N], tensor i's E scales, as an [E, 1, ...] view (no copy)
+        cols = s.unbind(1) if per_tensor else (s,) * len(tensors)
+        torch._foreach_mul_(tensors, [c.view(-1, *([1] * (t.dim() - 1))) for c, t in zip(cols, tensors)])
+        return norms
+    for dtype, group in _by_dtype(tensors).items():
+        s = scale.to(dtype)
+        cols = [c for c, t in zip(s.unbind(1), tensors) if t.dtype == dtype] if per_tensor else (s,) * len(group)
+        torch._foreach_mul_(group, [c.view(-1, *([1] * (t.dim() - 1))) for c, t in zip(cols, group)])
+    return norms
+
+
 # ----------------------------------------------------------------------------------------------
 # Triton kernels
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +161,8 @@ def project_to_norm_batched_torch_(tensors, targets):
 #   launch 1 (_sumsq_kernel):   program c writes partial[c] = sum of squares of chunk c;
 #   launch 2 (_norm_rescale_kernel): program c sums its segment's partials in a fixed order, takes the
 #                               square root, and multiplies chunk c in place by target / norm.
+# The per-tensor modes are the same two launches with one segment per tensor (the table's `per_tensor`),
+# batched: one per (model e, tensor i), segment e * N + i.
 # No atomics anywhere: every program of a segment adds the same partials in the same order, so all
 # of them (and every repeated call) get the same norm bit for bit.
 def _jit(fn):
@@ -138,7 +202,7 @@ def _sumsq_kernel(
 def _norm_rescale_kernel(
     addr_ptr,       # [C] int64: chunk addresses, as in _sumsq_kernel
     numel_ptr,      # [C] int64: chunk lengths
-    seg_ptr,        # [C] int64: segment (model) of chunk c; all 0 for the global norm
+    seg_ptr,        # [C] int64: segment of chunk c (model, tensor, or model x tensor); all 0 for the global norm
     seg_start_ptr,  # [S+1] int64: the chunks of segment s are seg_start[s] .. seg_start[s+1]-1
     partial_ptr,    # [C] ACC: sums of squares from _sumsq_kernel
     norm_ptr,       # [S] ACC, out: norm of segment s (before the rescale)
@@ -149,6 +213,7 @@ def _norm_rescale_kernel(
     RBLOCK: tl.constexpr,      # partials summed per tile
     ALIGNED: tl.constexpr,
     TARGET_PTR: tl.constexpr,  # target given as a device tensor (read here, never on the host: no sync)
+    CAP: tl.constexpr,         # rescale only a segment whose norm exceeds its target (modes "cap*")
     RESCALE: tl.constexpr,     # True: program c = chunk c, rescaled in place (project_to_norm_*);
                                # False: program s = segment s, only its norm is written (*_norm)
 ):
@@ -181,6 +246,8 @@ def _norm_rescale_kernel(
         # Zero norm: no direction to rescale along; inf / NaN (overflow, a diverged run): nothing
         # sensible to scale by. Either way leave the tensors as they are (scale 1), as the torch path.
         ok = (norm > 0) & (norm < float("inf"))
+        if CAP:  # and a cap leaves a norm <= target as it is (then target / norm < 1: never an increase)
+            ok = ok & (norm > target)
         safe_norm = tl.where(ok, norm, 1.0)
         if ACC == tl.float64:
             scale = tl.where(ok, target / safe_norm, 1.0)
@@ -228,7 +295,9 @@ table_builds = 0         # how many tables were built (tests check that one is b
 class _Table:
     """The device-side chunk table of one parameter list (see the kernels' comment above)."""
 
-    def __init__(self, tensors, batched, block, max_chunks):
+    def __init__(self, tensors, batched, block, max_chunks, per_tensor=False):
+        # Segments: model e (batched), tensor i (per_tensor), (model e, tensor i) = e * N + i (both), else the
+        # whole list.
         t0 = tensors[0]
         E = t0.shape[0] if batched else 1
         per_model = [t.numel() // E for t in tensors]  # elements of one model's slice of each tensor
@@ -239,16 +308,21 @@ class _Table:
         chunk = block * max(1, -(-total // (block * max_chunks)))
         item = t0.element_size()
         addr, numel, seg, seg_start = [], [], [], [0]
-        # Chunks ordered by segment (model), so each segment's partials are contiguous.
+        # Chunks ordered by segment (model, tensor, or model then tensor), so each segment's partials are contiguous.
         for e in range(E):
-            for t, n in zip(tensors, per_model):
+            for i, (t, n) in enumerate(zip(tensors, per_model)):
                 base = t.data_ptr() + e * n * item
-                for off in range(0, n, chunk):
+                # per_tensor: an empty tensor still gets one chunk, of 0 elements, so that its segment has a
+                # program that stores its norm (0) and the norms need no zero-fill (a third launch).
+                for off in range(0, n, chunk) if n or not per_tensor else [0]:
                     addr.append(base + off * item)
                     numel.append(min(chunk, n - off))
-                    seg.append(e)
-            seg_start.append(len(addr))
-        self.n_chunks, self.n_segments, self.batched = len(addr), E, batched
+                    seg.append(len(seg_start) - 1)  # the open segment: e, i, or e * N + i
+                if per_tensor:
+                    seg_start.append(len(addr))
+            if not per_tensor:
+                seg_start.append(len(addr))
+        self.n_chunks, self.n_segments, self.batched = len(addr), len(seg_start) - 1, batched
         self.aligned = all(a % 16 == 0 for a in addr)
         # One host->device copy, once per parameter list; the kernels only ever read these.
         table = torch.tensor(addr + numel + seg + seg_start, dtype=torch.int64).to(t0.device)
@@ -283,13 +357,14 @@ def unsupported_reason(tensors):
     return None
 
 
-def chunk_table(tensors, batched, strict=True):
-    """The cached chunk table of this list; if the kernels can't take it: ValueError (strict) or None."""
+def chunk_table(tensors, batched, strict=True, per_tensor=False):
+    """The cached chunk table of this list (one segment per tensor if per_tensor); if the kernels can't
+    take it: ValueError (strict) or None."""
     global table_builds
     t0 = tensors[0]
     # Keyed on what the table and the checks depend on: a hit is always right (the table holds only
     # addresses and lengths), even if the memory now belongs to other tensors of the same layout.
-    key = (batched, BLOCK, MAX_CHUNKS, t0.device,
+    key = (batched, per_tensor, BLOCK, MAX_CHUNKS, t0.device,
            tuple((t.data_ptr(), t.shape, t.stride(), t.dtype) for t in tensors))
     tab = _tables.get(key)
     if tab is not None:
@@ -303,7 +378,7 @@ def chunk_table(tensors, batched, strict=True):
     if t0.is_cuda and torch.cuda.is_current_stream_capturing():
         raise RuntimeError("the chunk table of a parameter list is built with a host->device copy, which a "
                            "CUDA graph cannot capture: call the function once on this list before capturing")
-    tab = _tables[key] = _Table(tensors, batched, BLOCK, MAX_CHUNKS)
+    tab = _tables[key] = _Table(tensors, batched, BLOCK, MAX_CHUNKS, per_tensor)
     table_builds += 1
     if len(_tables) > MAX_TABLES:
         _tables.popitem(last=False)
@@ -312,7 +387,9 @@ def chunk_table(tensors, batched, strict=True):
 
 def _target_args(target, norms):
     # -> (target_ptr, target_stride, target_val, TARGET_PTR) for _norm_rescale_kernel. The target was
-    # checked by kernels/__init__.py's _check: a float, a 0-d or [E] tensor on the device, or E floats.
+    # checked by kernels/__init__.py's _check: a float, a 0-d or [S] tensor on the device (S: models, or tensors
+    # in the per-tensor modes), or S floats; or, batched per tensor, an [E, N] tensor (segment e * N + i reads
+    # element e * N + i of its row-major reshape).
     if isinstance(target, (int, float)):
         return norms, 0, float(target), False  # norms: a placeholder pointer, never read
     # A tensor (left on the device: the kernel reads it, the host never does) or, batched, a list.
@@ -321,9 +398,9 @@ def _target_args(target, norms):
     return target.reshape(-1), int(target.numel() > 1), 0.0, True
 
 
-def launch(tab, target=None):
+def launch(tab, target=None, cap=False):
     """The two launches for the list behind `tab`: its [S] segment norms, and with a target the in-place
-    rescale to it; returns the norms (before the rescale)."""
+    rescale to it (cap: only segments whose norm exceeds it); returns the norms (before the rescale)."""
     rescale = target is not None
     norms = torch.empty(tab.n_segments, dtype=tab.acc, device=tab.device)  # returned: a fresh tensor per call
     # Launch 1: per-chunk sums of squares over every tensor of the list.
@@ -332,5 +409,5 @@ def launch(tab, target=None):
     target_ptr, stride, value, target_is_ptr = _target_args(target, norms) if rescale else (norms, 0, 0.0, False)
     _norm_rescale_kernel[(tab.n_chunks if rescale else tab.n_segments,)](
         tab.addr, tab.numel, tab.seg, tab.seg_start, tab.partials, norms, target_ptr, stride, value,
-        RBLOCK=RBLOCK, TARGET_PTR=target_is_ptr, RESCALE=rescale, **tab.meta)
+        RBLOCK=RBLOCK, TARGET_PTR=target_is_ptr, CAP=cap, RESCALE=rescale, **tab.meta)
     return norms

@@ -25,24 +25,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = Path(__file__).resolve().parent / "omnigrok.sbatch"
+sys.path.insert(0, str(REPO))
+from reproduction import figures as registry  # noqa: E402 - the one list of figures, and each script's grid modes
 
-# The grid modes of each script (the ones that take --shard / --merge).
-GRID_MODES = {
-    "toy_teacher_student.py": {"landscape", "grid", "wd-sweep"},
-    "mnist_grok.py": {"landscape", "n-sweep", "wd-sweep", "repr"},
-    "modadd_transformer.py": {"landscape", "wd-sweep"},
-    "addition_landscape.py": {"landscape", "n-sweep"},
-    "imdb_grok.py": {"landscape"},
-    "qm9_grok.py": {"landscape"},
-}
+GRID_MODES = registry.GRID_MODES
 
 
 def figures():
-    """{figure key: grid command} at the paper's scale, from reproduce.py's registry (the one list of figures)."""
-    sys.path.insert(0, str(REPO))
-    import reproduce
-    return {fig.key: shlex.join(run.command("paper")) for fig in reproduce.FIGURES for run in fig.runs
-            if _flag(run.args, "--mode") in GRID_MODES.get(run.script, ())}
+    """{figure key: grid command} at the paper's scale, from the registry."""
+    return {fig.key: shlex.join(run.command("paper")) for fig in registry.FIGURES for run in fig.runs
+            if registry.is_grid(run)}
 
 
 class SubmitError(Exception):

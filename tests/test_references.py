@@ -161,7 +161,7 @@ def mnist_textbook(data, args, alpha, wd, *, constrain):
     ([(3.0, 0.0), (1.0, 0.0)], "ce", True),                 # cross-entropy, fixed norm (landscape's kind)
 ], ids=["single", "ensemble", "ensemble-ce-constrained"])
 def test_mnist_equals_textbook_pytorch(mnist_data, monkeypatch, members, loss, constrain):
-    args = mg.parse_args(["--data-dir", "unused", "--offline", "--dtype", "float64", "--n-train", str(MNIST_N),
+    args = mg.parse_args(["--data-dir", "unused", "--dtype", "float64", "--n-train", str(MNIST_N),
                           "--batch-size", str(MNIST_BATCH), "--width", str(MNIST_WIDTH), "--eval-points", "50",
                           "--loss", loss])
     spy = []
@@ -172,7 +172,7 @@ def test_mnist_equals_textbook_pytorch(mnist_data, monkeypatch, members, loss, c
             spy.append(self)
     monkeypatch.setattr(common, "EnsembleAdam", SpyAdam)
     mems = [{"alpha": a, "wd": w, "n_train": MNIST_N} for a, w in members]
-    steps, ms, err = mg.train_ensemble(args, mnist_data, mems, STEPS, constrain=constrain, desc="t", device=CPU,
+    steps, ms, err = mg.train_ensemble(args, mnist_data, mems, STEPS, constrain="global" if constrain else None, desc="t", device=CPU,
                                        dtype=F64)
     assert err is None and steps == list(range(STEPS + 1))
     [opt] = spy
@@ -246,8 +246,8 @@ def test_modadd_equals_textbook_pytorch(monkeypatch, seeds, alphas, wds, constra
     data = mt.make_data(args.p, args.train_frac, args.data_seed, CPU)
     spy = Recorder(mt.stack_members)
     monkeypatch.setattr(mt, "stack_members", spy)
-    ms, err = mt.train_ensemble(args, data, seeds, alphas, wds, STEPS, constrain=constrain, desc="t", device=CPU,
-                                dtype=F64)
+    ms, err = mt.train_ensemble(args, data, seeds, alphas, wds, STEPS, constrain="global" if constrain else None,
+                                desc="t", device=CPU, dtype=F64)
     assert err is None
     [P] = spy.out
     for e, (seed, alpha, wd) in enumerate(zip(seeds, alphas, wds)):
@@ -316,12 +316,12 @@ def imdb_textbook(args, data, alpha, wd, *, constrain):
 
 
 @pytest.mark.parametrize("members, constrain", [
-    ([(6.0, 1.0)], False),                           # the grokking run's alpha and wd, E = 1
-    ([(6.0, 1.0), (1.0, 0.0), (2.0, 0.3)], False),  # with the control and a third member
-    ([(0.5, 0.0), (3.0, 0.0)], True),               # fixed norm (the landscape's kind)
+    ([(6.0, 1.0)], None),                            # the grokking run's alpha and wd, E = 1
+    ([(6.0, 1.0), (1.0, 0.0), (2.0, 0.3)], None),   # with the control and a third member
+    ([(0.5, 0.0), (3.0, 0.0)], "global"),           # fixed norm (the landscape's kind)
 ], ids=["single", "ensemble", "ensemble-constrained"])
 def test_imdb_equals_textbook_pytorch(fixture_data, monkeypatch, members, constrain):
-    args = ig.parse_args(["--data-dir", str(fixture_data / "imdb"), "--offline", "--size", "120", "--dtype", "float64",
+    args = ig.parse_args(["--data-dir", str(fixture_data / "imdb"), "--size", "120", "--dtype", "float64",
                           "--batch-size", str(IMDB_BATCH), "--clip", IMDB_CLIP, "--device", "cpu", *IMDB_TINY])
     data = ig.load_imdb(args, args.size, CPU)
     assert len(data[0][0]) == 90
@@ -415,10 +415,10 @@ def qm9_textbook(args, molecules, tr, te, alpha, wd, *, constrain):
 
 
 @pytest.mark.parametrize("alphas, wd, constrain", [
-    ([3.0], 0.0, False),             # the run's settings (Fig. 5d), E = 1
-    ([3.0], 0.3, False),             # with AdamW's weight decay
-    ([0.5, 2.0, 3.0], 0.3, False),   # an ensemble (vmap): members differ in alpha, share wd
-    ([0.5, 2.0], 0.0, True),         # fixed norm (the landscape)
+    ([3.0], 0.0, None),              # the run's settings (Fig. 5d), E = 1
+    ([3.0], 0.3, None),              # with AdamW's weight decay
+    ([0.5, 2.0, 3.0], 0.3, None),    # an ensemble (vmap): members differ in alpha, share wd
+    ([0.5, 2.0], 0.0, "global"),     # fixed norm (the landscape)
 ], ids=["single", "single-wd", "ensemble", "ensemble-constrained"])
 def test_qm9_equals_textbook_pytorch(qm9_graphs, monkeypatch, alphas, wd, constrain):
     args, batch = qm9_graphs

@@ -1,5 +1,5 @@
-"""reproduce.py: the registry covers the paper and agrees with the scripts and the README; runs resume and
-rerun as they should; the claim rules give the right verdict both ways; REPORT.md links resolve."""
+"""reproduce.py and reproduction/: the registry covers the paper and agrees with the scripts and the README;
+runs resume and rerun as they should; the claim rules give the right verdict both ways; REPORT.md links resolve."""
 import importlib
 import json
 import re
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import claims
 import reproduce as rp
+from reproduction import claims, figures, runner
+from reproduction.report import publish
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,21 +22,22 @@ PAPER = {"fig2a", "fig2b", "fig2c", "fig3abc", "fig3d", "fig3e", "fig4", "fig5",
 
 
 def test_registry_covers_every_figure_and_claims_name_known_figures():
-    assert set(rp.BY_KEY) == PAPER
-    assert {c.figs for c in rp.CLAIMS} <= PAPER
-    assert set(rp.SCALE_NOTES) == PAPER  # every figure says where its quick scale differs from the paper's
-    for fig in rp.FIGURES:
+    assert set(figures.BY_KEY) == PAPER | {"beyond"}  # every paper figure, and one of our own (no claim)
+    assert {c.figs for c in claims.CLAIMS} <= PAPER
+    assert set(figures.SCALE_NOTES) == PAPER | {"beyond"}  # every figure says where its quick scale differs
+    for fig in figures.FIGURES:
         for name in fig.authors:
-            assert (rp.PAPER_FIGURES / name).exists(), name
+            assert (figures.PAPER_FIGURES / name).exists(), name
 
 
-@pytest.mark.parametrize("scale", rp.SCALES)
+@pytest.mark.parametrize("scale", figures.SCALES)
 def test_every_command_parses_with_its_script(scale, tmp_path):
     """Each run's command at each scale is accepted by the script's own argument parser (modes, flags, values)."""
     # stands in for the run a --landscape-from needs (addition_landscape reads its config and landscape at parse time)
     (tmp_path / "config.json").write_text(json.dumps({"script": "addition_landscape", "args": {"mode": "landscape"}}))
-    (tmp_path / "summary.json").write_text(json.dumps({"landscape": {"alphas": [1.0]}}))
-    for fig in rp.FIGURES:
+    land = {"alphas": [1.0], "ms": [0.0], **{f"{k}_loss_{r}": [[1.0]] for k in ("train", "test") for r in ("final", "best")}}
+    (tmp_path / "summary.json").write_text(json.dumps({"landscape": land}))
+    for fig in figures.FIGURES:
         for run in fig.runs:
             module = importlib.import_module(Path(run.script).stem)
             argv = [str(tmp_path) if a == "DIR" else a for a in run.command(scale)[1:]]
@@ -58,26 +60,26 @@ def _readme_rows():
 
 
 def _number(label):
-    return re.match(r"(Fig\. \d+|Table \d+)", label).group(1)
+    return re.match(r"(Fig\. \d+|Table \d+|Beyond the paper)", label).group(1)
 
 
 def test_readme_table_and_registry_agree():
     """Every figure row of the README runs a registry command (the README's or the quick one) of that figure,
     and every registry run appears in the README table."""
     commands = {}  # command -> figure number
-    for fig in rp.FIGURES:
+    for fig in figures.FIGURES:
         for run in fig.runs:
             for cmd in {shlex.join(["python", *run.command("quick")]), shlex.join(["python", run.script, *run.args])}:
                 commands[cmd] = _number(fig.label)
     rows = _readme_rows()
     seen = set()
     for script, label, cmd in rows:
-        if not re.match(r"(Fig\.|Table)", label):
+        if not re.match(r"(Fig\.|Table|Beyond)", label):
             continue  # data, speed and benchmark rows
         assert cmd.split()[1] == script, (label, cmd)
-        assert commands.get(cmd) == _number(label), f"README row {label!r}: {cmd!r} is not in reproduce.py's registry"
+        assert commands.get(cmd) == _number(label), f"README row {label!r}: {cmd!r} is not in reproduction/figures.py"
         seen.add(cmd)
-    for fig in rp.FIGURES:
+    for fig in figures.FIGURES:
         for run in fig.runs:
             forms = {shlex.join(["python", *run.command("quick")]), shlex.join(["python", run.script, *run.args])}
             assert forms & seen, f"{fig.key}/{run.name} has no row in README's figure table"
@@ -103,11 +105,13 @@ if a.fail:
 def fake(tmp_path, monkeypatch):
     script = tmp_path / "fake.py"
     script.write_text(FAKE)
-    figs = [rp.Figure("figA", "Fig. 98", "fake A", [rp.Run("run", str(script), ["--x", "1"], quick=[], est={"quick": 1})]),
-            rp.Figure("figB", "Fig. 99", "fake B", [rp.Run("run", str(script), ["--x", "2"], quick=[], est={"quick": 2})])]
-    monkeypatch.setattr(rp, "FIGURES", figs)
-    monkeypatch.setattr(rp, "BY_KEY", {f.key: f for f in figs})
-    monkeypatch.setattr(rp, "CLAIMS", [claims.Claim("figA", "fake slope", claims.claim_slope("figA/run"))])
+    figs = [figures.Figure("figA", "Fig. 98", "fake A",
+                           [figures.Run("run", str(script), ["--x", "1"], quick=[], est={"quick": 1})]),
+            figures.Figure("figB", "Fig. 99", "fake B",
+                           [figures.Run("run", str(script), ["--x", "2"], quick=[], est={"quick": 2})])]
+    monkeypatch.setattr(figures, "FIGURES", figs)
+    monkeypatch.setattr(figures, "BY_KEY", {f.key: f for f in figs})
+    monkeypatch.setattr(claims, "CLAIMS", [claims.Claim("figA", "fake slope", claims.claim_slope("figA/run"))])
     calls = script.with_suffix(".calls")
     return figs, tmp_path / "out", lambda: calls.read_text().split() if calls.exists() else []
 
@@ -140,8 +144,9 @@ def test_killed_run_restarts_in_its_folder_and_a_failure_does_not_stop_the_other
     assert rec["status"] == "failed" and "fake failure" in (out / "figA" / "run" / "reproduce.log").read_text()
     # a killed run: same settings, status "running", its files kept and the run started again
     figs[0].runs[0].quick = []
-    cmd = rp.full_command(out, figs[0], figs[0].runs[0], "quick", "cpu", 1)
-    rp.write_json(out / "figA" / "run" / "reproduce.json", {"status": "running", "settings": rp.settings_key(cmd)})
+    cmd = runner.full_command(out, figs[0], figs[0].runs[0], "quick", "cpu", 1)
+    runner.write_json(out / "figA" / "run" / "reproduce.json",
+                      {"status": "running", "settings": runner.settings_key(cmd)})
     (out / "figA" / "run" / "points.json").write_text("kept")
     assert rp.main(base) == 0
     assert sorted(calls()) == ["1", "1", "2"]
@@ -168,9 +173,9 @@ def test_paper_scale_copies_same_command_runs_and_leaves_out_long_ones(fake, tmp
     assert rp.main(base) == 0
     assert sorted(calls()) == ["1", "2"]  # figA copied (same command at both scales), figB left out (2 h)
     rec = json.loads((paper / "figA" / "run" / "reproduce.json").read_text())
-    cmd = rp.full_command(paper, figs[0], figs[0].runs[0], "paper", "cpu", 1)
-    assert rec["settings"] == rp.settings_key(cmd) and rec["reused_from"] == str(quick / "figA" / "run")
-    assert rp.is_done(paper / "figA" / "run", cmd) and not (paper / "figB").exists()
+    cmd = runner.full_command(paper, figs[0], figs[0].runs[0], "paper", "cpu", 1)
+    assert rec["settings"] == runner.settings_key(cmd) and rec["reused_from"] == str(quick / "figA" / "run")
+    assert runner.is_done(paper / "figA" / "run", cmd) and not (paper / "figB").exists()
     assert "a GPU or cluster job (est. 2.0 h on one of 2 CPU cores)" in (paper / "REPORT.md").read_text()
     figs[0].runs[0].paper = ["--x", "5"]  # another command at the paper scale: trained, not copied
     assert rp.main(base) == 0 and sorted(calls()) == ["1", "2", "5"]
@@ -185,7 +190,7 @@ def test_report_links_resolve_and_claims_come_from_the_runs(fake, tmp_path):
     assert "| Fig. 98 | fake slope | test slope -1, train slope 0 | **reproduced** |  | `claim_slope` |" in report
     assert "- `run`: not run" in report.split("### Fig. 99")[1]
     # the committable copy: the same report, links into the copy
-    rp.publish(out, tmp_path / "pub", "quick")
+    publish(out, tmp_path / "pub", "quick")
     pub = (tmp_path / "pub" / "REPORT.md").read_text()
     assert all((tmp_path / "pub" / link).resolve().exists() for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", pub))
     assert not (tmp_path / "pub" / "figA" / "run" / "reproduce.log").exists()

@@ -30,10 +30,12 @@ GRIDS = {  # tiny versions of every grid mode
                            "--acc-threshold", "0.3"],
     ("mnist", "wd-sweep"): ["--wds", "0.1,1,3", "--n-train", "100", "--steps", "60", "--eval-points", "6",
                             "--acc-threshold", "0.3"],
+    ("mnist", "norm-modes"): ["--n-train", "100", "--seeds", "0,1", "--steps", "30", "--eval-points", "5"],
     ("modadd", "landscape"): ["--p", "23", "--alphas", "0.3,3", "--fracs", "0.3,0.5,0.7", "--landscape-steps", "20",
                               "--eval-points", "5"],
     ("modadd", "wd-sweep"): ["--p", "23", "--train-frac", "0.5", "--wds", "0.5,2", "--seeds", "0,1", "--sweep-steps", "40",
                              "--eval-points", "6", "--acc-threshold", "0.2"],
+    ("modadd", "norm-modes"): ["--p", "23", "--train-frac", "0.5", "--seeds", "0,1", "--steps", "20", "--eval-points", "5"],
     ("addition", "landscape"): ["--grid-points", "3", "--steps", "20", "--width", "16", "--eval-points", "5"],
     ("addition", "n-sweep"): ["--grid-points", "2", "--steps", "20", "--width", "16", "--eval-points", "5",
                               "--n-trains", "35,45"],
@@ -51,8 +53,8 @@ FLOAT64 = [g for g in GRIDS if g not in ROWS]
 @pytest.fixture(scope="module")
 def data_dirs(data):
     """{script: its data flags}, on test_contract's fixture data (MNIST IDX files, IMDb reviews, qm9pack CSV rows)."""
-    return {"mnist": ["--data-dir", str(data / "mnist"), "--offline"],
-            "imdb": ["--data-dir", str(data / "imdb"), "--offline"],
+    return {"mnist": ["--data-dir", str(data / "mnist")],
+            "imdb": ["--data-dir", str(data / "imdb")],
             "qm9": ["--csv-dir", str(data / "qm9csv"), "--data-dir", str(data / "qm9cache")]}
 
 

@@ -63,9 +63,9 @@ def test_ensemble_member_equals_single_run():
     args = ts.parse_args(["--dtype", "float64", "--eval-points", "20"])
     kw = dict(device=CPU, dtype=torch.float64, desc="t")
     alphas, wds = [0.5, 2.0, 1.3], [0.0, 1.0, 0.3]
-    steps, ens, _ = ts.train_ensemble(args, alphas, wds, 200, constrain=False, **kw)
+    steps, ens, _ = ts.train_ensemble(args, alphas, wds, 200, constrain=None, **kw)
     for e in (1, 2):
-        steps1, [single], _ = ts.train_ensemble(args, [alphas[e]], [wds[e]], 200, constrain=False, **kw)
+        steps1, [single], _ = ts.train_ensemble(args, [alphas[e]], [wds[e]], 200, constrain=None, **kw)
         assert steps1 == steps
         for k in ("train_loss", "test_loss", "w"):
             torch.testing.assert_close(torch.tensor(ens[e][k]), torch.tensor(single[k]), rtol=1e-9, atol=1e-12)
@@ -89,7 +89,7 @@ def test_single_run_equals_textbook_pytorch():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    steps, [m], _ = ts.train_ensemble(args, [2.0], [0.3], 100, constrain=False, device=CPU, dtype=torch.float64, desc="t")
+    steps, [m], _ = ts.train_ensemble(args, [2.0], [0.3], 100, constrain=None, device=CPU, dtype=torch.float64, desc="t")
     torch.testing.assert_close(torch.tensor(m["train_loss"]), torch.tensor([losses[s] for s in steps]), rtol=1e-7, atol=0)
 
 
@@ -115,9 +115,41 @@ def test_nan_stops_with_message_and_keeps_metrics(tmp_path):
 def test_paper_claim_generalization_time_scales_inversely_with_wd():
     """Fig. 2c at alpha = 2: 95% test accuracy is reached ~1/wd later, 95% train accuracy at the same time."""
     args = ts.parse_args(["--eval-points", "300"])
-    steps, (m03, m1), _ = ts.train_ensemble(args, [2.0, 2.0], [0.3, 1.0], 9_000, constrain=False,
+    steps, (m03, m1), _ = ts.train_ensemble(args, [2.0, 2.0], [0.3, 1.0], 9_000, constrain=None,
                                             device=CPU, dtype=torch.float32, desc="claim")
     s03, s1 = (common.grok_summary(steps, m, acc_threshold=0.95) for m in (m03, m1))
     assert s03["test_acc_step"] is not None and s1["test_acc_step"] is not None
     assert 2 <= s03["test_acc_step"] / s1["test_acc_step"] <= 5  # 1/0.3 = 3.3
     assert 0.67 <= s03["train_acc_step"] / s1["train_acc_step"] <= 1.5
+
+
+def test_constrain_modes_hold_their_norms():
+    """--constrain global holds ||w|| = alpha * w0, per-tensor each tensor's norm, cap keeps ||w|| <= alpha * w0
+    (and weight decay still acts, so the norm moves below where global stays)."""
+    args = ts.parse_args(["--width", "16", "--n-train", "20", "--n-test", "20", "--steps", "30", "--eval-points", "5",
+                          "--lr", "0.05", "--wd", "3"])
+    def norms(constrain, wd=args.wd):
+        seen = {}
+
+        def project(params, targets, c):
+            real(params, targets, c)
+            seen.setdefault("targets", targets)
+            seen["w"] = common.batched_norm(params)
+            seen["per"] = torch.stack([p[0].norm() for p in params])
+        real, common.project_ = common.project_, project
+        try:
+            _, [m], err = ts.train_ensemble(args, [2.0], [wd], args.steps, constrain=constrain, desc="t",
+                                            device=CPU, dtype=torch.float64)
+        finally:
+            common.project_ = real
+        assert err is None
+        return seen, m
+
+    g, mg = norms("global")
+    assert torch.allclose(g["w"], g["targets"], rtol=1e-10) and all(abs(w / mg["w"][0] - 1) < 1e-10 for w in mg["w"])
+    pt, _ = norms("per-tensor")
+    assert pt["targets"].held == list(range(6)) and torch.allclose(pt["per"], pt["targets"].norms[0], rtol=1e-10)
+    c, mc = norms("cap")
+    assert max(mc["w"]) <= mc["w"][0] * (1 + 1e-12) and mc["w"][-1] < 0.99 * mc["w"][0]  # capped, and wd shrinks it
+    assert mc["test_loss"] != mg["test_loss"]
+    assert norms("cap", wd=0.0)[1]["w"] != mc["w"]  # weight decay acts under a cap

@@ -116,7 +116,7 @@ def test_job_arrays_on_a_real_cluster(cluster, tmp_path):
     for name, b in idx_bytes().items():
         (raw / name).write_bytes(b)
     grids = {
-        "mnist": ["mnist_grok.py", "--mode", "landscape", "--data-dir", str(tmp_path / "mnist"), "--offline",
+        "mnist": ["mnist_grok.py", "--mode", "landscape", "--data-dir", str(tmp_path / "mnist"),
                   "--sizes", "20,60,150", "--alphas", "0.5,1,4", "--steps", "30", "--slice-sizes", "20,150",
                   "--b-alpha", "4", "--eval-points", "5"],
         "modadd": ["modadd_transformer.py", "--mode", "landscape", "--p", "23", "--alphas", "0.3,1,3",
@@ -170,14 +170,15 @@ def test_reproduce_submits_figures_to_the_cluster(cluster, tmp_path, monkeypatch
     monkeypatch.setenv("SLURM_CONF", env["SLURM_CONF"])
     sys.path.insert(0, str(REPO))
     import reproduce as rp
-    figs = [rp.Figure("figG", "Fig. 2a", "a tiny landscape", [rp.Run(
+    from reproduction import claims, figures
+    figs = [figures.Figure("figG", "Fig. 2a", "a tiny landscape", [figures.Run(
                 "landscape", "toy_teacher_student.py",
                 ["--mode", "landscape", "--alphas", "0.5,1,2", "--landscape-steps", "100", "--eval-points", "5"])]),
-            rp.Figure("figR", "Fig. 2b", "a tiny run", [rp.Run(
+            figures.Figure("figR", "Fig. 2b", "a tiny run", [figures.Run(
                 "run", "toy_teacher_student.py", ["--steps", "200", "--eval-points", "5"])])]
-    monkeypatch.setattr(rp, "FIGURES", figs)
-    monkeypatch.setattr(rp, "BY_KEY", {f.key: f for f in figs})
-    monkeypatch.setattr(rp, "CLAIMS", [])
+    monkeypatch.setattr(figures, "FIGURES", figs)
+    monkeypatch.setattr(figures, "BY_KEY", {f.key: f for f in figs})
+    monkeypatch.setattr(claims, "CLAIMS", [])
     out = tmp_path / "repro"
     argv = ["--slurm", "--shards", "2", "--slurm-args", "-c 1", "--out", str(out), "--device", "cpu"]
     assert rp.main(argv) == 0

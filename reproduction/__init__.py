@@ -1,0 +1,2 @@
+"""reproduce.py's parts: figures (the registry), runner (running or submitting its runs), claims (the paper's
+claims and their rules), report (REPORT.md)."""
