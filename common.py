@@ -877,7 +877,8 @@ class Checkpoint:
 
         ckpt = common.Checkpoint(out, args.checkpoint_every)
         state = ckpt.resume(params, opt)   # None: start at step 0; else the dict saved, RNG states, params, opt restored
-        ... at an evaluation:  ckpt.save(lambda: {"step": step + 1, ...})
+        ... after the evaluation at `step`:  ckpt.save(lambda: {"step": step, "evaluated": ..., "params": ..., "opt": ...})
+        (a resumed loop starts at state["step"] and skips that evaluation: it is in state["evaluated"])
         ckpt.done()
     """
 
