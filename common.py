@@ -837,6 +837,16 @@ def norm_modes_summary(records, acc_threshold):
     return {"acc_threshold": acc_threshold, "members": members, "conditions": conditions}
 
 
+def print_norm_modes(summary):
+    """One line per condition: mean +- std over the seeds that got there, and how many did."""
+    def fmt(v, f):
+        return "-" if v["mean"] is None else f"{v['mean']:{f}}" + ("" if v["std"] is None else f" +- {v['std']:{f}}")
+    for c, v in summary["conditions"].items():
+        print(f"{c:>10}: steps to {summary['acc_threshold']:.0%} train {fmt(v['train_acc_step'], '.0f')}, test "
+              f"{fmt(v['test_acc_step'], '.0f')} ({v['test_acc_step']['reached']}/{v['seeds']} seeds), ratio "
+              f"{fmt(v['grok_ratio'], '.2f')}; final test acc {fmt(v['final_test_acc'], '.4f')}")
+
+
 def plot_norm_modes(path, records, summary, title):
     """Left: test (solid) and train (dashed) accuracy per condition, mean over seeds with the min-max band. Right:
     each seed's steps to fit (o) and to generalize (x) per condition; a member that never got there is not drawn."""

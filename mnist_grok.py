@@ -607,13 +607,7 @@ def norm_modes_mode(args, out, data, device, dtype):
     common.write_json(out / "summary.json", summary)
     common.plot_norm_modes(out / "norm_modes.png", recs, summary, f"MNIST, N={args.n_train}: wd (alpha={args.alpha:g}, "
                            f"wd={args.wd:g}) vs each norm constraint (alpha={args.norm_alpha:g})")
-
-    def mean(v, f):  # "mean +- std" over the seeds that got there
-        return "-" if v["mean"] is None else f"{v['mean']:{f}}" + ("" if v["std"] is None else f" +- {v['std']:{f}}")
-    for c, v in summary["conditions"].items():
-        print(f"{c:>10}: steps to {args.acc_threshold:g} train {mean(v['train_acc_step'], '.0f')}, test "
-              f"{mean(v['test_acc_step'], '.0f')} ({v['test_acc_step']['reached']}/{v['seeds']} seeds), ratio "
-              f"{mean(v['grok_ratio'], '.2f')}; final test acc {mean(v['final_test_acc'], '.4f')}")
+    common.print_norm_modes(summary)
     return summary
 
 

@@ -422,11 +422,7 @@ def norm_modes_mode(args, out, device, dtype):
     common.write_json(out / "summary.json", summary)
     common.plot_norm_modes(out / "norm_modes.png", recs, summary, f"1L transformer, modular addition (p={args.p}): "
                            f"alpha {args.alpha:g} with wd {args.wd:g} vs norm held at {args.norm_alpha:g} w0")
-    fmt = lambda v: "-" if v["mean"] is None else f"{v['mean']:.4g}"  # noqa: E731
-    for c, v in summary["conditions"].items():
-        print(f"{c:>10}: steps to {args.acc_threshold:.0%} train {fmt(v['train_acc_step'])}, test "
-              f"{fmt(v['test_acc_step'])} ({v['test_acc_step']['reached']}/{v['seeds']} seeds), ratio "
-              f"{fmt(v['grok_ratio'])}; final test acc {fmt(v['final_test_acc'])}")
+    common.print_norm_modes(summary)
     return summary
 
 
