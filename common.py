@@ -820,6 +820,46 @@ def plot_steps_to(ax, x, members, budget, *, key="acc", threshold=None, xlabel="
 
 # The norm-mode comparison (beyond the paper): the unconstrained run with weight decay against each --constrain mode,
 # over seeds. Records: {"condition", "seed", "steps", curves ...}; the conditions' names: "wd" and CONSTRAIN's.
+def run_norm_modes(args, out, settings, train_condition, title):
+    """Beyond the paper: the grokking run (condition "wd": --alpha with --wd) against each --constrain mode at
+    --norm-alpha (global and per-tensor without weight decay, cap with --wd), over --seeds. A point is one
+    (condition, seed) run; the seeds of a condition that a shard owns train as one ensemble:
+    train_condition(alpha, constrain, seeds, desc) -> (one metric dict with "steps" per seed, error or None), member
+    s being the run mode with --seed s. Writes metrics.json, summary.json, norm_modes.png; a line per condition."""
+    conditions = {"wd": (args.alpha, None), **{c: (args.norm_alpha, c) for c in CONSTRAIN}}
+
+    def train(todo):
+        for c, (alpha, constrain) in conditions.items():
+            if seeds := [s for s in args.seed_list if f"{c}_seed_{s}" in todo]:
+                t0 = time.time()
+                ms, err = train_condition(alpha, constrain, seeds, f"{c} (seeds {','.join(map(str, seeds))})")
+                records = [{"condition": c, "seed": s, **m, "seconds": (time.time() - t0) / len(seeds)}  # shared
+                           for s, m in zip(seeds, ms)]
+                if err:
+                    write_json(out / "metrics.json", {"members": records})
+                    raise err
+                yield from ((f"{c}_seed_{r['seed']}", r) for r in records)
+
+    got = run_grid(args, out, [f"{c}_seed_{s}" for c in conditions for s in args.seed_list], settings, train)
+    if got is None:  # one shard of several: points saved, the merge draws
+        return None
+    recs, missing = list(got[0].values()), got[1]
+    write_json(out / "metrics.json", {"steps": max((r["steps"] for r in recs), key=len, default=[]), "members": [
+        {k: v for k, v in r.items() if k not in ("steps", "seconds")} for r in recs]})
+    summary = {**norm_modes_summary(recs, args.acc_threshold), "missing": missing, "alpha": args.alpha,
+               "norm_alpha": args.norm_alpha, "wd": args.wd, "wall_seconds": sum(r["seconds"] for r in recs)}
+    write_json(out / "summary.json", summary)
+    plot_norm_modes(out / "norm_modes.png", recs, summary, title)
+
+    def fmt(v, f):  # mean +- std over the seeds that got there
+        return "-" if v["mean"] is None else f"{v['mean']:{f}}" + ("" if v["std"] is None else f" +- {v['std']:{f}}")
+    for c, v in summary["conditions"].items():
+        print(f"{c:>10}: steps to {args.acc_threshold:.0%} train {fmt(v['train_acc_step'], '.0f')}, test "
+              f"{fmt(v['test_acc_step'], '.0f')} ({v['test_acc_step']['reached']}/{v['seeds']} seeds), ratio "
+              f"{fmt(v['grok_ratio'], '.2f')}; final test acc {fmt(v['final_test_acc'], '.4f')}")
+    return summary
+
+
 def norm_modes_summary(records, acc_threshold):
     """Per member its grokking summary; per condition the mean, sample std (ddof 1), min and max over the seeds
     that reached the threshold, and how many did, of steps to fit, steps to generalize, their ratio, and the
@@ -835,16 +875,6 @@ def norm_modes_summary(records, acc_threshold):
             conditions[c][key] = {"mean": float(np.mean(v)) if v else None, "std": float(np.std(v, ddof=1)) if len(v) > 1 else None,
                                   "min": min(v, default=None), "max": max(v, default=None), "reached": len(v)}
     return {"acc_threshold": acc_threshold, "members": members, "conditions": conditions}
-
-
-def print_norm_modes(summary):
-    """One line per condition: mean +- std over the seeds that got there, and how many did."""
-    def fmt(v, f):
-        return "-" if v["mean"] is None else f"{v['mean']:{f}}" + ("" if v["std"] is None else f" +- {v['std']:{f}}")
-    for c, v in summary["conditions"].items():
-        print(f"{c:>10}: steps to {summary['acc_threshold']:.0%} train {fmt(v['train_acc_step'], '.0f')}, test "
-              f"{fmt(v['test_acc_step'], '.0f')} ({v['test_acc_step']['reached']}/{v['seeds']} seeds), ratio "
-              f"{fmt(v['grok_ratio'], '.2f')}; final test acc {fmt(v['final_test_acc'], '.4f')}")
 
 
 def plot_norm_modes(path, records, summary, title):

@@ -58,9 +58,11 @@ target addition_landscape 30 "$PY" addition_landscape.py --device $DEVICE --mode
 target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.025 --out "$OUT/kernel_bench"
 [ "${ONLY:-}" = kernels ] && { cat "$OUT/timings.csv"; exit 0; }
 
-# 4. paper-scale grids, cheapest first (a target that hits its limit costs the least at the end)
-target modadd_landscape 45 "$PY" modadd_transformer.py --device $DEVICE --mode landscape --out "$OUT/modadd_landscape"
-[ -n "$MNIST" ] && target mnist_paper_grid 55 "$PY" mnist_grok.py --device $DEVICE --mode landscape --scale paper \
-  --out "$OUT/mnist_paper_grid"
-target modadd_wd_sweep 60 "$PY" modadd_transformer.py --device $DEVICE --mode wd-sweep --out "$OUT/modadd_wd_sweep"
+# 4. paper-scale figures through reproduce.py, cheapest first (a target that hits its limit costs the least at the
+#    end; run again, a stopped run resumes). Copy $OUT/reproduce/<figure>/ into runs/reproduce/paper/ of a checkout
+#    and `python reproduce.py --scale paper --report-only` adds their verdicts to the paper-scale report.
+target paper_fig9 45 "$PY" reproduce.py --only fig9 --scale paper --device $DEVICE --out "$OUT/reproduce"
+[ -n "$MNIST" ] && target mnist_paper_fig3abc 55 "$PY" reproduce.py --only fig3abc --scale paper --device $DEVICE \
+  --out "$OUT/reproduce"
+target paper_fig10a 60 "$PY" reproduce.py --only fig10a --scale paper --device $DEVICE --out "$OUT/reproduce"
 cat "$OUT/timings.csv"

@@ -573,42 +573,15 @@ def repr_mode(args, out, data, device, dtype):
 
 
 def norm_modes_mode(args, out, data, device, dtype):
-    """Beyond the paper: the grokking run (condition "wd": --alpha, --wd) against the same run under each
-    --constrain mode (--norm-alpha; global and per-tensor without weight decay, cap with --wd), over --seeds.
-    A condition's seeds train as one ensemble; member s is the single run with --seed s."""
-    conditions = {"wd": (args.alpha, None), "global": (args.norm_alpha, "global"),
-                  "per-tensor": (args.norm_alpha, "per-tensor"), "cap": (args.norm_alpha, "cap")}
-    names = [f"{c}_seed_{s}" for c in conditions for s in args.seed_list]
-
-    def train(todo):
-        for c, (alpha, constrain) in conditions.items():
-            seeds = [s for s in args.seed_list if f"{c}_seed_{s}" in todo]
-            if not seeds:
-                continue
-            t0 = time.time()
-            members = [{"alpha": alpha, "wd": args.wd, "n_train": args.n_train, "seed": s} for s in seeds]
-            steps, ms, err = train_ensemble(args, data, members, args.steps, constrain=constrain, device=device,
-                                            dtype=dtype, desc=f"{c} (seeds {','.join(map(str, seeds))})", independent=True)
-            if err:
-                raise err
-            for s, m in zip(seeds, ms):
-                yield f"{c}_seed_{s}", {"condition": c, "seed": s, "steps": steps, **m,
-                                        "seconds": (time.time() - t0) / len(seeds)}  # the ensemble's time, shared
-
-    got = common.run_grid(args, out, names, grid_settings(args), train)
-    if got is None:  # one shard of several: points saved, the merge draws
-        return None
-    recs, missing = list(got[0].values()), got[1]
-    common.write_json(out / "metrics.json", {"steps": max((r["steps"] for r in recs), key=len, default=[]),
-                                             "members": recs})
-    summary = common.norm_modes_summary(recs, args.acc_threshold) | {
-        "missing": missing, "wall_seconds": sum(r["seconds"] for r in recs), "alpha": args.alpha,
-        "norm_alpha": args.norm_alpha, "wd": args.wd}
-    common.write_json(out / "summary.json", summary)
-    common.plot_norm_modes(out / "norm_modes.png", recs, summary, f"MNIST, N={args.n_train}: wd (alpha={args.alpha:g}, "
-                           f"wd={args.wd:g}) vs each norm constraint (alpha={args.norm_alpha:g})")
-    common.print_norm_modes(summary)
-    return summary
+    """Beyond the paper: the main job against each --constrain mode, over --seeds (common.run_norm_modes); a
+    condition's seeds train as one independent ensemble."""
+    def train_condition(alpha, constrain, seeds, desc):
+        members = [{"alpha": alpha, "wd": args.wd, "n_train": args.n_train, "seed": s} for s in seeds]
+        steps, ms, err = train_ensemble(args, data, members, args.steps, constrain=constrain, device=device,
+                                        dtype=dtype, desc=desc, independent=True)
+        return [{"steps": steps, **m} for m in ms], err
+    return common.run_norm_modes(args, out, grid_settings(args), train_condition, f"MNIST, N={args.n_train}: wd "
+                                 f"(alpha={args.alpha:g}, wd={args.wd:g}) vs each norm constraint (alpha={args.norm_alpha:g})")
 
 
 def main(argv=None):

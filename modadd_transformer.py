@@ -390,40 +390,17 @@ def wd_sweep_mode(args, out, device, dtype):
 
 
 def norm_modes_mode(args, out, device, dtype):
-    """Beyond the paper: the grokking run ("wd": --alpha, --wd) against each --constrain mode at Fig. 7b's norm
-    (--norm-alpha; cap keeps --wd), per seed. A point is one (condition, seed) run; a condition's seeds that a
-    shard owns train as one ensemble, member s as the run mode with --seed s."""
-    pairs = [(c, s) for c in ("wd", *common.CONSTRAIN) for s in args.seed_list]
-    names = [f"{c}_seed_{s}" for c, s in pairs]
+    """Beyond the paper: the grokking run against each --constrain mode at Fig. 7b's norm (--norm-alpha), over
+    --seeds (common.run_norm_modes); a condition's seeds train as one ensemble."""
+    data = make_data(args.p, args.train_frac, args.data_seed, device)
 
-    def train(todo):
-        data = make_data(args.p, args.train_frac, args.data_seed, device)
-        for c in dict.fromkeys(c for (c, _), name in zip(pairs, names) if name in todo):
-            seeds = [s for (c2, s), name in zip(pairs, names) if c2 == c and name in todo]
-            constrain, t0 = (None if c == "wd" else c), time.time()
-            alpha, wd = (args.alpha if c == "wd" else args.norm_alpha), (args.wd if common.decays(constrain) else 0.0)
-            ms, err = train_ensemble(args, data, seeds, [alpha] * len(seeds), [wd] * len(seeds), args.steps,
-                                     constrain=constrain, desc=c, device=device, dtype=dtype)
-            records = [{"condition": c, "seed": s, **m, "seconds": (time.time() - t0) / len(seeds)}
-                       for s, m in zip(seeds, ms)]
-            if err:
-                common.write_json(out / "metrics.json", {"members": records})
-                raise err
-            yield from ((f"{c}_seed_{r['seed']}", r) for r in records)
-
-    got = common.run_grid(args, out, names, grid_settings(args), train)
-    if got is None:  # one shard of several: points saved, the merge draws
-        return None
-    recs, missing = list(got[0].values()), got[1]
-    common.write_json(out / "metrics.json", {"steps": recs[0]["steps"] if recs else [], "members": [
-        {k: v for k, v in r.items() if k not in ("steps", "seconds")} for r in recs]})
-    summary = {**common.norm_modes_summary(recs, args.acc_threshold), "missing": missing, "alpha": args.alpha,
-               "norm_alpha": args.norm_alpha, "wd": args.wd, "wall_seconds": sum(r["seconds"] for r in recs)}
-    common.write_json(out / "summary.json", summary)
-    common.plot_norm_modes(out / "norm_modes.png", recs, summary, f"1L transformer, modular addition (p={args.p}): "
-                           f"alpha {args.alpha:g} with wd {args.wd:g} vs norm held at {args.norm_alpha:g} w0")
-    common.print_norm_modes(summary)
-    return summary
+    def train_condition(alpha, constrain, seeds, desc):
+        wd = args.wd if common.decays(constrain) else 0.0
+        return train_ensemble(args, data, seeds, [alpha] * len(seeds), [wd] * len(seeds), args.steps,
+                              constrain=constrain, desc=desc, device=device, dtype=dtype)
+    return common.run_norm_modes(args, out, grid_settings(args), train_condition, f"1L transformer, modular addition "
+                                 f"(p={args.p}): alpha {args.alpha:g} with wd {args.wd:g} vs norm held at "
+                                 f"{args.norm_alpha:g} w0")
 
 
 def main(argv=None):

@@ -174,6 +174,24 @@ def test_gpu_check_fits_one_call():
         assert script == "-m" or (REPO / script).is_file(), script
 
 
+def test_gpu_check_commands_parse(tmp_path):
+    """Every experiment and benchmark command in gpu_check.sh is accepted by its script's argument parser (the dry
+    run stops each at 1 s, before the parser runs): a renamed flag would otherwise cost a GPU slot."""
+    import importlib.util
+    text = (REPO / "gpu_check.sh").read_text().replace("\\\n", " ")
+    commands = re.findall(r'target \w+ \d+ "\$PY" (\S+\.py) (.*)', text)
+    assert len(commands) >= 10
+    for script, rest in commands:
+        argv = rest.replace("$DEVICE", "cpu").replace('"$OUT', str(tmp_path)).replace('"', "").split()
+        spec = importlib.util.spec_from_file_location(Path(script).stem, REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        try:
+            module.parse_args(argv)
+        except SystemExit as e:
+            pytest.fail(f"gpu_check.sh: {script} {' '.join(argv)} exits {e.code}")
+
+
 def test_gpu_check_dry_run_goes_through_every_step(tmp_path):
     """DRY_RUN=1: every step on the CPU under a 1-s limit, in the script's order, each with its log and a
     timings.csv row; the MNIST steps run when data/MNIST/raw is there and are reported skipped when not."""
