@@ -824,21 +824,24 @@ def run_norm_modes(args, out, settings, train_condition, title):
     """Beyond the paper: the grokking run (condition "wd": --alpha with --wd) against each --constrain mode at
     --norm-alpha (global and per-tensor without weight decay, cap with --wd), over --seeds. A point is one
     (condition, seed) run; the seeds of a condition that a shard owns train as one ensemble:
-    train_condition(alpha, constrain, seeds, desc) -> (one metric dict with "steps" per seed, error or None), member
-    s being the run mode with --seed s. Writes metrics.json, summary.json, norm_modes.png; a line per condition."""
+    train_condition(alpha, constrain, seeds, desc, ckpt) -> (one metric dict with "steps" per seed, error or None),
+    member s being the run mode with --seed s; ckpt (a Checkpoint per ensemble) lets a killed ensemble resume.
+    Writes metrics.json, summary.json, norm_modes.png; a line per condition."""
     conditions = {"wd": (args.alpha, None), **{c: (args.norm_alpha, c) for c in CONSTRAIN}}
 
     def train(todo):
         for c, (alpha, constrain) in conditions.items():
             if seeds := [s for s in args.seed_list if f"{c}_seed_{s}" in todo]:
-                t0 = time.time()
-                ms, err = train_condition(alpha, constrain, seeds, f"{c} (seeds {','.join(map(str, seeds))})")
+                t0, ckpt = time.time(), Checkpoint(out, args.checkpoint_every, f"checkpoint_{c}_seeds_"
+                                                   + "_".join(map(str, seeds)))
+                ms, err = train_condition(alpha, constrain, seeds, f"{c} (seeds {','.join(map(str, seeds))})", ckpt)
                 records = [{"condition": c, "seed": s, **m, "seconds": (time.time() - t0) / len(seeds)}  # shared
                            for s, m in zip(seeds, ms)]
                 if err:
                     write_json(out / "metrics.json", {"members": records})
                     raise err
                 yield from ((f"{c}_seed_{r['seed']}", r) for r in records)
+                ckpt.done()
 
     got = run_grid(args, out, [f"{c}_seed_{s}" for c in conditions for s in args.seed_list], settings, train)
     if got is None:  # one shard of several: points saved, the merge draws
@@ -911,9 +914,9 @@ def plot_norm_modes(path, records, summary, title):
 # ----------------------------------------------------------------------------------------------
 class Checkpoint:
     """A single run saves everything its training loop reads (parameters, optimizer state, RNG states, batch
-    order, metrics so far) to out/checkpoint.pt at an evaluation, at most every `every` seconds (0: at every
+    order, metrics so far) to out/<name>.pt at an evaluation, at most every `every` seconds (0: at every
     evaluation), and the same command run again resumes from it: its metrics.json equals an uninterrupted run's,
-    bit for bit. The file goes when the run ends.
+    bit for bit. The file goes when the run ends. (norm-modes: one per ensemble of a condition, as it trains.)
 
         ckpt = common.Checkpoint(out, args.checkpoint_every)
         state = ckpt.resume(params, opt)   # None: start at step 0; else the dict saved, RNG states, params, opt restored
@@ -922,8 +925,8 @@ class Checkpoint:
         ckpt.done()
     """
 
-    def __init__(self, out, every):
-        self.path, self.every, self.last = Path(out) / "checkpoint.pt", every, time.monotonic()
+    def __init__(self, out, every, name="checkpoint"):
+        self.path, self.every, self.last = Path(out) / f"{name}.pt", every, time.monotonic()
 
     def load(self):
         if not self.path.is_file():
@@ -963,8 +966,9 @@ class Checkpoint:
 
 def add_checkpoint_arg(parser):
     parser.add_argument("--checkpoint-every", type=float, default=300,
-                        help="run mode: save the run's state to <out>/checkpoint.pt every this many seconds (at an "
-                             "evaluation; 0: every evaluation); the same command with the same --out resumes it")
+                        help="run mode (and each ensemble of norm-modes): save the run's state to <out>/checkpoint.pt "
+                             "every this many seconds (at an evaluation; 0: every evaluation); the same command with "
+                             "the same --out resumes it")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -575,10 +575,10 @@ def repr_mode(args, out, data, device, dtype):
 def norm_modes_mode(args, out, data, device, dtype):
     """Beyond the paper: the main job against each --constrain mode, over --seeds (common.run_norm_modes); a
     condition's seeds train as one independent ensemble."""
-    def train_condition(alpha, constrain, seeds, desc):
+    def train_condition(alpha, constrain, seeds, desc, ckpt):
         members = [{"alpha": alpha, "wd": args.wd, "n_train": args.n_train, "seed": s} for s in seeds]
         steps, ms, err = train_ensemble(args, data, members, args.steps, constrain=constrain, device=device,
-                                        dtype=dtype, desc=desc, independent=True)
+                                        dtype=dtype, desc=desc, independent=True, ckpt=ckpt)
         return [{"steps": steps, **m} for m in ms], err
     return common.run_norm_modes(args, out, grid_settings(args), train_condition, f"MNIST, N={args.n_train}: wd "
                                  f"(alpha={args.alpha:g}, wd={args.wd:g}) vs each norm constraint (alpha={args.norm_alpha:g})")

@@ -394,10 +394,10 @@ def norm_modes_mode(args, out, device, dtype):
     --seeds (common.run_norm_modes); a condition's seeds train as one ensemble."""
     data = make_data(args.p, args.train_frac, args.data_seed, device)
 
-    def train_condition(alpha, constrain, seeds, desc):
+    def train_condition(alpha, constrain, seeds, desc, ckpt):
         wd = args.wd if common.decays(constrain) else 0.0
         return train_ensemble(args, data, seeds, [alpha] * len(seeds), [wd] * len(seeds), args.steps,
-                              constrain=constrain, desc=desc, device=device, dtype=dtype)
+                              constrain=constrain, desc=desc, device=device, dtype=dtype, ckpt=ckpt)
     return common.run_norm_modes(args, out, grid_settings(args), train_condition, f"1L transformer, modular addition "
                                  f"(p={args.p}): alpha {args.alpha:g} with wd {args.wd:g} vs norm held at "
                                  f"{args.norm_alpha:g} w0")

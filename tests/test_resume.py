@@ -4,6 +4,7 @@ command with the same --out resumes from it; its metrics.json equals an uninterr
 Every script: in this process, a run stopped right after a checkpoint past its middle (as a kill would stop it:
 nothing after the checkpoint is kept), then run again. One script also for real: SIGKILL to a running process.
 """
+import json
 import os
 import signal
 import subprocess
@@ -68,3 +69,35 @@ def test_sigkill_then_rerun_gives_the_same_metrics(tmp_path):
 def pytest_generate_tests(metafunc):
     if "script" in metafunc.fixturenames:
         metafunc.parametrize("script", list(SCRIPTS))
+
+
+@pytest.mark.parametrize("grid_script", ["mnist", "modadd"])
+def test_norm_modes_ensemble_resumes_bit_for_bit(grid_script, data, tmp_path, capsys, monkeypatch):
+    """norm-modes: each condition's ensemble checkpoints as a run does; killed in its second condition (global) and
+    run again, the saved points of the first are kept, the second resumes, and every output equals the whole run's."""
+    from test_sharding import GRIDS
+    script = grid_script
+    argv = base(script, data) + ["--mode", "norm-modes", *GRIDS[(script, "norm-modes")], "--checkpoint-every", "0"]
+    code, _, err = run(script, argv + ["--out", str(tmp_path / "whole")], capsys)
+    assert code == 0, err
+
+    save = common.Checkpoint.save
+
+    def save_then_die(self, state):
+        save(self, state)
+        if self.path.name.startswith("checkpoint_global") and state()["step"] >= 3:
+            raise Killed
+    monkeypatch.setattr(common.Checkpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        run(script, argv + ["--out", str(tmp_path / "killed")], capsys)
+    killed = tmp_path / "killed"
+    assert (killed / "checkpoint_global_seeds_0_1.pt").is_file() and (killed / "points" / "wd_seed_1.json").is_file()
+    monkeypatch.setattr(common.Checkpoint, "save", save)
+
+    code, out, err = run(script, argv + ["--out", str(killed)], capsys)
+    assert code == 0, err
+    assert "resuming from" in out + err and not list(killed.glob("*.pt"))
+    assert (killed / "metrics.json").read_bytes() == (tmp_path / "whole" / "metrics.json").read_bytes()
+    for f in (f"points/{c}_seed_{s}.json" for c in ("wd", "global", "cap") for s in (0, 1)):  # timing aside
+        assert {**json.loads((killed / f).read_text()), "seconds": 0} == {
+            **json.loads((tmp_path / "whole" / f).read_text()), "seconds": 0}, f
