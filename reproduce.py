@@ -3,6 +3,7 @@ paper beside what we measured, with a verdict computed by a rule written next to
 
     python reproduce.py                           # quick scale: every figure on 2 CPU cores in about an hour
     python reproduce.py --only fig3d,fig7b        # some figures (and what they need: fig6c needs fig6ab)
+    python reproduce.py --only beyond/modadd      # one run of a figure (--list names them)
     python reproduce.py --scale paper --device cuda   # the paper's grids and step counts (a GPU, or a cluster)
     python reproduce.py --list                    # figures, commands, expected times per scale
     python reproduce.py --dry-run                 # the commands that would run
@@ -39,7 +40,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--scale", choices=SCALES, default="quick",
                    help="quick: every figure on 2 CPU cores in about an hour; paper: the paper's grids and steps")
-    p.add_argument("--only", default="", help="comma-separated figure keys (see --list); default: all")
+    p.add_argument("--only", default="", help="comma-separated figure keys, or figure/run for one run of a figure "
+                                               "(e.g. beyond/modadd; see --list); default: all")
     p.add_argument("--list", action="store_true", help="print the figures, their commands and expected times; run nothing")
     p.add_argument("--dry-run", action="store_true", help="print the commands that would run; run nothing")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="passed to every script")
@@ -87,12 +89,23 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         print(f"reproduce.py: --out {out} is a file, not a folder.", file=sys.stderr)
         return 2
-    figs = figures.expand(keys) if keys else figures.FIGURES
+    figs = figures.expand(sorted({k.split("/")[0] for k in keys})) if keys else figures.FIGURES
+    only_runs, whole = {k for k in keys if "/" in k}, {k for k in keys if "/" not in k}
+    unknown = only_runs - {f"{f.key}/{r.name}" for f in figures.FIGURES for r in f.runs}
+    if unknown:
+        print(f"reproduce.py: unknown run(s) {', '.join(sorted(unknown))}; --list shows each figure's runs "
+              "(figure/run: e.g. beyond/modadd).", file=sys.stderr)
+        return 2
+    partial = {k.split("/")[0] for k in only_runs} - whole  # figures of which only some runs are asked for
+
+    def wanted(fig, run):
+        return fig.key not in partial or f"{fig.key}/{run.name}" in only_runs
 
     if args.list:
         for fig in figs:
             print(f"{fig.key:8s} {fig.label}: {fig.title}")
-            for run in fig.runs:
+            for run in filter(lambda r: wanted(fig, r), fig.runs):
+                print(f"  {fig.key}/{run.name}")
                 for scale in SCALES:
                     print(f"    {scale:5s} ~{fmt_time(run.est.get(scale)):>8s}  python {shlex.join(run.command(scale))}")
         return 0
@@ -113,7 +126,7 @@ def main(argv=None):
     threads = 0 if args.slurm else args.threads or (max(1, (os.cpu_count() or 1) // jobs) if device == "cpu" else 0)
     todo, skipped = [], []
     for fig in figs:
-        for run in fig.runs:
+        for run in filter(lambda r: wanted(fig, r), fig.runs):
             if not implemented(run):
                 print(f"  {fig.key}/{run.name}: not implemented ({run.script} does not exist yet)")
                 continue

@@ -206,6 +206,21 @@ def test_dry_run_prints_runnable_commands():
     assert "--landscape-from /tmp/nonexistent-reproduce/fig6ab/landscape" in lines[1]
 
 
+def test_only_one_run_of_a_figure():
+    """--only figure/run runs that run alone; the figure's key alone runs them all; an unknown run is exit 2."""
+    def dry(only):
+        out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--dry-run", "--device", "cpu", "--scale",
+                              "paper", "--only", only, "--out", "/tmp/nonexistent-reproduce"], capture_output=True,
+                             text=True, timeout=600)
+        return out.returncode, out.stdout.splitlines(), out.stderr
+    code, lines, _ = dry("beyond/modadd")
+    assert code == 0 and len(lines) == 1 and "modadd_transformer.py --mode norm-modes" in lines[0]
+    code, lines, _ = dry("beyond/modadd,beyond")
+    assert code == 0 and len(lines) == 2
+    code, lines, err = dry("beyond/nothing")
+    assert code == 2 and not lines and err.count("\n") == 1 and "beyond/nothing" in err
+
+
 def test_unknown_figure_is_one_line_exit_2():
     out = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--only", "fig99", "--dry-run"],
                          capture_output=True, text=True, timeout=600)
