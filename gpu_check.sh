@@ -52,10 +52,13 @@ target teacher_student_run 25 "$PY" toy_teacher_student.py --device $DEVICE --ou
   --steps 1000 --out "$OUT/authors_loops_mnist"
 target modadd_run 25 "$PY" modadd_transformer.py --device $DEVICE --out "$OUT/modadd_run"
 target authors_loops_modadd 20 "$PY" bench/authors_loops.py --experiment modadd --device $DEVICE --out "$OUT/authors_loops_modadd"
-target addition_landscape 30 "$PY" addition_landscape.py --device $DEVICE --mode landscape --out "$OUT/addition_landscape"
+target addition_landscape 25 "$PY" addition_landscape.py --device $DEVICE --mode landscape --out "$OUT/addition_landscape"
 
 # 3. kernel benchmark: us per un-captured projection, every norm mode (0.025 s a cell: four modes in the time one took), GB/s up to 2^28
-target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.025 --out "$OUT/kernel_bench"
+target kernel_bench 50 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3e8 --time-per-cell 0.025 --out "$OUT/kernel_bench"
+# torch.compile or hand capture: the teacher-student step each way, compile and capture time counted
+target compile_vs_capture 40 "$PY" bench/compile_vs_capture.py --device $DEVICE --experiments toy \
+  --out "$OUT/compile_vs_capture"
 [ "${ONLY:-}" = kernels ] && { cat "$OUT/timings.csv"; exit 0; }
 
 # 4. paper-scale figures through reproduce.py, cheapest first (a target that hits its limit costs the least at the
@@ -65,6 +68,6 @@ target kernel_bench 60 "$PY" bench/kernel_bench.py --device $DEVICE --max-size 3
 target paper_fig9 45 "$PY" reproduce.py --only fig9 --scale paper --device $DEVICE --out "$OUT/reproduce"
 target paper_beyond_modadd 60 "$PY" reproduce.py --only beyond/modadd --scale paper --device $DEVICE \
   --out "$OUT/reproduce"
-[ -n "$MNIST" ] && target mnist_paper_fig3abc 55 "$PY" reproduce.py --only fig3abc --scale paper --device $DEVICE \
+[ -n "$MNIST" ] && target mnist_paper_fig3abc 30 "$PY" reproduce.py --only fig3abc --scale paper --device $DEVICE \
   --out "$OUT/reproduce"
 cat "$OUT/timings.csv"
