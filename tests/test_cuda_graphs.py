@@ -24,6 +24,7 @@ import common
 import imdb_grok as ig
 import mnist_grok as mg
 import modadd_transformer as mt
+import qm9_grok as qg
 import toy_teacher_student as ts
 from test_imdb_grok import TINY, fixture_reviews
 from test_mnist_grok import idx_bytes
@@ -234,6 +235,17 @@ def _float64_curves(script, device, tmp_path):
         args = ig.parse_args(["--data-dir", str(tmp_path), "--size", "80", "--eval-points", "6", *TINY])
         members = [{"alpha": 1.0, "wd": 0.0}, {"alpha": 3.0, "wd": 1.0}]
         return ig.train(args, ig.load_imdb(args, 80, device), members, 30, **kw)[:2]
+    if script == "qm9":  # qm9pack's format: the header and the first 41 rows of the installed qm9_part1.csv
+        pytest.importorskip("qm9pack", reason="QM9 comes from qm9pack (requirements.txt)")
+        pytest.importorskip("rdkit", reason="QM9's graphs are built with RDKit (requirements.txt)")
+        csv_dir = tmp_path / "qm9csv"
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        with open(qg.qm9pack_csvs()[1][0]) as src, open(csv_dir / "qm9_part1.csv", "w") as dst:
+            dst.writelines(line for _, line in zip(range(41), src))
+        args = qg.parse_args(["--csv-dir", str(csv_dir), "--data-dir", str(tmp_path / "qm9"), "--size", "30",
+                              "--eval-points", "6"])
+        train, test = (qg.Graphs(qg.load_qm9(args, args.size), idx, device, f64) for idx in qg.split(args.size, args.seed))
+        return qg.train_ensemble(args, train, test, [1.0, 3.0], 60, wd=0.1, **kw)[:2]
     args = al.parse_args(["--mode", "landscape", "--width", "32", "--steps", "60", "--eval-points", "6"])
     steps, curves, best, _, _ = al.train_fixed_norm(args, al.make_task(args, device, f64), np.array([1.0, 4.0]),
                                                     np.array([0.0, 0.1]), args.n_train, device=device, dtype=f64,
@@ -253,7 +265,7 @@ def _numbers(x):
 
 
 @cuda
-@pytest.mark.parametrize("script", ["toy", "mnist", "modadd", "imdb", "addition"])
+@pytest.mark.parametrize("script", ["toy", "mnist", "modadd", "imdb", "qm9", "addition"])
 def test_cuda_equals_cpu_in_float64(script, tmp_path):
     """The CUDA path (graphs, device batch tables, capturable optimizers) trains what the CPU path trains:
     a few float64 steps from the same init and batches agree to 1e-7 (only summation orders differ)."""
