@@ -573,8 +573,8 @@ def repr_mode(args, out, data, device, dtype):
 
 
 def norm_modes_mode(args, out, data, device, dtype):
-    """Beyond the paper: the main job against each --constrain mode, over --seeds (common.run_norm_modes); a
-    condition's seeds train as one independent ensemble."""
+    """Beyond the paper: the run of --alpha and --wd (the main job by default) against each --constrain mode, over
+    --seeds (common.run_norm_modes); a condition's seeds train as one independent ensemble."""
     def train_condition(alpha, constrain, seeds, desc, ckpt):
         members = [{"alpha": alpha, "wd": args.wd, "n_train": args.n_train, "seed": s} for s in seeds]
         steps, ms, err = train_ensemble(args, data, members, args.steps, constrain=constrain, device=device,

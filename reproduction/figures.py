@@ -159,9 +159,10 @@ FIGURES.append(
            # modadd: Fig. 7a's run (alpha 1, wd 1) and Fig. 7b's held norm (alpha 0.8); quick: p = 31, half the pairs
            # for training, 1e4 steps, 90% threshold (Fig. 10a's quick setting). MNIST: quick, the main job (alpha 9,
            # wd 0.3, 2e4 steps); paper, the authors' Fig. 3d run (alpha 8, wd 0.01, 1e5 steps).
+           # paper est.: ~55 min a condition at 4.6 steps/s (3 seeds, 1 thread beside another run, 2026-12-04)
            [Run("modadd", MODADD, ["--mode", "norm-modes"],
                 quick=["--p", "31", "--train-frac", "0.5", "--steps", "10000", "--acc-threshold", "0.9"],
-                est={"quick": 2400, "paper": 12000}),
+                est={"quick": 2400, "paper": 13200}),
             Run("mnist", MNIST, ["--mode", "norm-modes"],
                 paper=["--alpha", "8", "--wd", "0.01", "--norm-alpha", "8", "--steps", "100000"],
                 est={"quick": 1700, "paper": 8500})]))
