@@ -38,7 +38,7 @@ CUDA_ONLY = {"capture", "compile_ro"}
 
 
 def toy(device, dtype):
-    """The teacher-student main job's model, data and optimizer: (loss_fn, step_fn, default steps)."""
+    """The teacher-student main job's model, data and optimizer: (loss_fn, (opt, params, lr, wd), default steps)."""
     args = ts.parse_args([])
     (x, y), _ = ts.make_data(args, dtype, device)
     params = [t[None].clone().requires_grad_() for t in ts.mlp_params(args.seed, args.width, dtype, device)]
@@ -48,7 +48,7 @@ def toy(device, dtype):
 
     def loss_fn():
         return (ts.forward(params, x) - y).pow(2).mean(-1).mean(1).sum()
-    return loss_fn, lambda: (opt, params, args.lr, wd), args.steps
+    return loss_fn, (opt, params, args.lr, wd), args.steps
 
 
 def modadd(device, dtype):
@@ -62,14 +62,14 @@ def modadd(device, dtype):
 
     def loss_fn():
         return mt.loss_and_acc(P, x, y)[0].sum()
-    return loss_fn, lambda: (opt, params, args.lr, args.wd), args.steps
+    return loss_fn, (opt, params, args.lr, args.wd), args.steps
 
 
 EXPERIMENTS = {"toy": toy, "modadd": modadd}
 
 
-def make_step(loss_fn, parts):
-    opt, params, lr, wd = parts()
+def make_step(loss_fn, optimizer):
+    opt, params, lr, wd = optimizer
 
     def step():
         loss = loss_fn()
@@ -83,12 +83,12 @@ def make_step(loss_fn, parts):
 def measure(experiment, variant, device, dtype, warmup, steps):
     """One variant from a fresh init: (setup seconds, steady seconds a step, final loss, default steps)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    loss_fn, parts, main_steps = EXPERIMENTS[experiment](device, dtype)
+    loss_fn, optimizer, main_steps = EXPERIMENTS[experiment](device, dtype)
     t0 = time.perf_counter()
     if variant.startswith("compile"):
-        step = make_step(torch.compile(loss_fn, mode="reduce-overhead" if variant == "compile_ro" else None), parts)
+        step = make_step(torch.compile(loss_fn, mode="reduce-overhead" if variant == "compile_ro" else None), optimizer)
     else:
-        step = make_step(loss_fn, parts)
+        step = make_step(loss_fn, optimizer)
         step = common.graph_step(step, device) if variant == "capture" else step
     for _ in range(warmup):
         step()

@@ -1,5 +1,8 @@
+import contextlib
+import io
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def run_main(main, argv):
+    """`python <script>.py argv` in this process (no interpreter start-up): main(argv) under the scripts' error
+    handling, its output captured. Returns returncode, stdout, stderr as subprocess.run's result has them."""
+    import common
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            common.main_guard(lambda: main(list(argv)))
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 # GPU_REQUIRED=1 (gpu_check.sh sets it on a GPU machine): a GPU test that skips ("... CUDA GPU ...") fails

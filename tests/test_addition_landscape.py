@@ -1,10 +1,7 @@
 """Tests of addition_landscape.py (paper Sec. 5.1, Fig. 6): every mode at tiny size, the batched
 ensemble against single runs, the m = 0 vs m = 1 test-loss gap, determinism, the recorded loss (final or
 best), and bad flags."""
-import contextlib
-import io
 import json
-import types
 
 import numpy as np
 import pytest
@@ -12,19 +9,12 @@ import torch
 
 import addition_landscape as al
 import common
+from conftest import run_main
 CPU = torch.device("cpu")
 
 
 def run(*argv, check=True):
-    """`python addition_landscape.py argv`, in this process (no interpreter start-up): returncode, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            common.main_guard(lambda: al.main(list(argv)))
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    r = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    r = run_main(al.main, argv)
     if check:
         assert r.returncode == 0, r.stderr[-2000:]
     return r

@@ -12,7 +12,7 @@ import common
 import qm9_grok as qg
 from test_imdb_grok import TINY as IMDB_TINY
 from test_imdb_grok import fixture_reviews
-from test_mnist_grok import idx_bytes
+from test_mnist_grok import write_mnist
 from test_modadd_transformer import TINY as MODADD_TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +24,7 @@ import authors_loops  # noqa: E402
 def data(tmp_path_factory):
     """MNIST IDX files, IMDb reviews and 40 real QM9 rows, in the formats the scripts read."""
     d = tmp_path_factory.mktemp("data")
-    (d / "MNIST" / "raw").mkdir(parents=True)
-    for name, b in idx_bytes().items():
-        (d / "MNIST" / "raw" / name).write_bytes(b)
+    write_mnist(d)
     import imdb_grok
     imdb_grok.reviews_path(d).parent.mkdir(parents=True)
     imdb_grok.reviews_path(d).write_text(json.dumps(fixture_reviews()))

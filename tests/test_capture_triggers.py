@@ -18,7 +18,7 @@ import imdb_grok as ig
 import mnist_grok as mg
 import modadd_transformer as mt
 from test_imdb_grok import TINY, fixture_reviews
-from test_mnist_grok import idx_bytes
+from test_mnist_grok import write_mnist
 
 CPU = torch.device("cpu")
 
@@ -112,10 +112,7 @@ def test_modadd_retiring_members_capture_anew(stand_in):
 
 
 def test_mnist_batch_table_is_captured_once(stand_in, tmp_path, monkeypatch):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes(n_train=300, n_test=100).items():
-        (raw / name).write_bytes(b)
+    write_mnist(tmp_path, n_train=300, n_test=100)
     args = mg.parse_args(["--data-dir", str(tmp_path), "--eval-points", "6", "--batch-size", "32"])
     monkeypatch.setattr(mg, "batch_table", lambda device: True)
     members = [{"alpha": a, "wd": 0.3, "n_train": 200} for a in (1.0, 4.0)]

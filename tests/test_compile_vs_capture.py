@@ -41,9 +41,9 @@ def test_eager_rows_and_files(tmp_path, monkeypatch, capsys):
 
 def test_steps_change_the_model():
     """The measured step trains: the loss after some steps is not the initial one."""
-    loss_fn, parts, _ = cvc.toy(torch.device("cpu"), torch.float32)
+    loss_fn, optimizer, _ = cvc.toy(torch.device("cpu"), torch.float32)
     before = loss_fn().item()
-    step = cvc.make_step(loss_fn, parts)
+    step = cvc.make_step(loss_fn, optimizer)
     for _ in range(20):
         step()
     assert loss_fn().item() < before

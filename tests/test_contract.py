@@ -31,7 +31,7 @@ import toy_teacher_student
 from conftest import REPO
 from test_imdb_grok import fixture_reviews
 from test_fetch_data import make_tarball
-from test_mnist_grok import idx_bytes
+from test_mnist_grok import idx_bytes, write_mnist
 
 SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_transformer, "imdb": imdb_grok,
            "qm9": qm9_grok, "addition": addition_landscape}
@@ -41,10 +41,7 @@ SCRIPTS = {"toy": toy_teacher_student, "mnist": mnist_grok, "modadd": modadd_tra
 def data(tmp_path_factory):
     """Fixture data of every script: MNIST IDX files, IMDb reviews.json, 40 rows of qm9pack's CSV."""
     d = tmp_path_factory.mktemp("data")
-    raw = d / "mnist" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes().items():
-        (raw / name).write_bytes(b)
+    write_mnist(d / "mnist")
     fetch_data.reviews_path(d / "imdb").parent.mkdir(parents=True)
     fetch_data.reviews_path(d / "imdb").write_text(json.dumps(fixture_reviews()))
     (d / "qm9csv").mkdir()

@@ -27,7 +27,7 @@ import modadd_transformer as mt
 import qm9_grok as qg
 import toy_teacher_student as ts
 from test_imdb_grok import TINY, fixture_reviews
-from test_mnist_grok import idx_bytes
+from test_mnist_grok import write_mnist
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU (run gpu_check.sh)")
 GPU = torch.device("cuda")
@@ -70,10 +70,7 @@ def test_every_call_is_one_step():
 @cuda
 @pytest.mark.parametrize("constrain", [False, True])
 def test_mnist_graphed_equals_eager(monkeypatch, tmp_path, constrain):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes(n_train=600, n_test=200).items():
-        (raw / name).write_bytes(b)
+    write_mnist(tmp_path, n_train=600, n_test=200)
     args = mg.parse_args(["--data-dir", str(tmp_path), "--eval-points", "10", "--n-train", "300"])
     data = mg.load_mnist(args, GPU, torch.float32)
     members = [{"alpha": a, "wd": w, "n_train": 300} for a, w in ((1.0, 0.0), (9.0, 0.3))]
@@ -218,10 +215,7 @@ def _float64_curves(script, device, tmp_path):
     if script == "toy":
         return ts.train_ensemble(ts.parse_args([]), [1.0, 4.0], [0.0, 0.1], 60, **kw)[:2]
     if script == "mnist":
-        raw = tmp_path / "MNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for name, b in idx_bytes(n_train=300, n_test=100).items():
-            (raw / name).write_bytes(b)
+        write_mnist(tmp_path, n_train=300, n_test=100)
         args = mg.parse_args(["--data-dir", str(tmp_path), "--eval-points", "6", "--n-train", "200"])
         members = [{"alpha": a, "wd": w, "n_train": 200} for a, w in ((1.0, 0.0), (9.0, 0.3))]
         return mg.train_ensemble(args, mg.load_mnist(args, device, f64), members, 60, **kw | {"constrain": None})[:2]

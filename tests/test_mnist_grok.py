@@ -40,14 +40,18 @@ def idx_bytes(n_train=160, n_test=60, seed=0):
     return out
 
 
+def write_mnist(folder, **kw):
+    """idx_bytes(**kw) as the four files of <folder>/MNIST/raw (where the scripts look); returns folder."""
+    raw = Path(folder) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, b in idx_bytes(**kw).items():
+        (raw / name).write_bytes(b)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mnist")
-    raw = d / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes().items():
-        (raw / name).write_bytes(b)
-    return d
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
 
 
 def stamp(path):
@@ -86,10 +90,7 @@ def test_loader_reads_idx_fixture(data_dir):
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "labels"])
 def test_a_damaged_idx_file_is_one_sentence_exit_2(damage, tmp_path, capsys):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, b in idx_bytes().items():
-        (raw / name).write_bytes(b)
+    raw = write_mnist(tmp_path) / "MNIST" / "raw"
     name = "train-labels-idx1-ubyte" if damage == "labels" else "train-images-idx3-ubyte"
     b = (raw / name).read_bytes()
     (raw / name).write_bytes({"truncated": b[:-5], "foreign": b"<html>not found</html>" + b,

@@ -6,14 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
-import common
 import modadd_transformer as mt
+from conftest import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--p", "23", "--d-model", "32", "--n-heads", "4", "--d-mlp", "64", "--device", "cpu"]
@@ -26,16 +25,10 @@ def run_script(tmp_path, *args, cwd=REPO, script=REPO / "modadd_transformer.py")
     return proc, out
 
 
-def run_here(tmp_path, capsys, *args):
-    """run_script's call in this process (no interpreter start-up): (result with returncode/stdout/stderr, out)."""
+def run_here(tmp_path, *args):
+    """run_script's call in this process (no interpreter start-up): (result, out)."""
     out = tmp_path / "out"
-    try:
-        common.main_guard(lambda: mt.main([*TINY, "--out", str(out), *args]))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return types.SimpleNamespace(returncode=code, stdout=cap.out, stderr=cap.err), out
+    return run_main(mt.main, [*TINY, "--out", str(out), *args]), out
 
 
 def stamp(path):
@@ -201,8 +194,8 @@ def test_constrained_run_keeps_the_norm_fixed(tmp_path):
     assert m["train_loss"][-1] < m["train_loss"][0]  # and it did train
 
 
-def test_landscape_mode(tmp_path, capsys):
-    proc, out = run_here(tmp_path, capsys, "--mode", "landscape", "--alphas", "0.3,1,3", "--fracs", "0.3,0.6",
+def test_landscape_mode(tmp_path):
+    proc, out = run_here(tmp_path, "--mode", "landscape", "--alphas", "0.3,1,3", "--fracs", "0.3,0.6",
                            "--landscape-steps", "30", "--eval-points", "5")
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
@@ -216,16 +209,16 @@ def test_landscape_mode(tmp_path, capsys):
     # 0/2, --merge draws the whole grid, and its points are those of the unsharded run, bit for bit
     grid = ["--mode", "landscape", "--alphas", "0.3,1,3", "--fracs", "0.3,0.6", "--landscape-steps", "30",
             "--eval-points", "5"]
-    proc, sharded = run_here(tmp_path / "sharded", capsys, *grid, "--shard", "1/2")
+    proc, sharded = run_here(tmp_path / "sharded", *grid, "--shard", "1/2")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (sharded / "points").iterdir()) == ["frac_0.6.json", "settings.json"]
     assert not (sharded / "summary.json").exists()
     frac06 = stamp(sharded / "points" / "frac_0.6.json")
-    proc, _ = run_here(tmp_path / "sharded", capsys, *grid, "--shard", "0/2")
+    proc, _ = run_here(tmp_path / "sharded", *grid, "--shard", "0/2")
     assert proc.returncode == 0, proc.stderr
     assert "shard 0/2: 1 point(s) to train: frac_0.3" in proc.stdout, proc.stdout  # its own fraction only
     assert stamp(sharded / "points" / "frac_0.6.json") == frac06  # shard 1's file: not written again
-    proc, _ = run_here(tmp_path / "sharded", capsys, *grid, "--merge")
+    proc, _ = run_here(tmp_path / "sharded", *grid, "--merge")
     assert proc.returncode == 0, proc.stderr
     merged = json.loads((sharded / "summary.json").read_text())
     assert merged["fracs_done"] == [0.3, 0.6] and merged["missing"] == []
@@ -233,33 +226,33 @@ def test_landscape_mode(tmp_path, capsys):
     assert sorted(s["points"], key=key) == sorted(merged["points"], key=key)
 
 
-def test_wd_sweep_mode(tmp_path, capsys):
+def test_wd_sweep_mode(tmp_path):
     sweep = ["--mode", "wd-sweep", "--wds", "0.5,2", "--seeds", "0,1", "--sweep-steps", "40", "--eval-points", "8",
              "--acc-threshold", "0.2"]
-    proc, out = run_here(tmp_path, capsys, *sweep)
+    proc, out = run_here(tmp_path, *sweep)
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
     assert len(s["members"]) == 4 and s["members_done"] == "4/4"
     assert set(s["slopes_per_seed"]) == {"0", "1"}
     assert (out / "wd_sweep.png").exists()
     # a killed/partial sweep: a shard's (wd, seed) points are saved; a rerun of the whole sweep trains only the rest
-    proc, part = run_here(tmp_path / "part", capsys, *sweep, "--shard", "0/3")
+    proc, part = run_here(tmp_path / "part", *sweep, "--shard", "0/3")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (part / "points").iterdir()) == ["settings.json", "wd_0.5_seed_0.json",
                                                                   "wd_2_seed_1.json"]
     assert not (part / "summary.json").exists()  # a shard of several draws nothing
     saved = {p: stamp(p) for p in (part / "points").glob("wd_*.json")}
-    proc, _ = run_here(tmp_path / "part", capsys, *sweep, "--merge")
+    proc, _ = run_here(tmp_path / "part", *sweep, "--merge")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((part / "summary.json").read_text())["members_done"] == "2/4"
-    proc, _ = run_here(tmp_path / "part", capsys, *sweep)
+    proc, _ = run_here(tmp_path / "part", *sweep)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((part / "summary.json").read_text())["members_done"] == "4/4"
     assert len(saved) == 2 and {p: stamp(p) for p in saved} == saved  # the shard's points: not written again
     assert sorted(p.name for p in (part / "points").glob("wd_*.json")) == [
         "wd_0.5_seed_0.json", "wd_0.5_seed_1.json", "wd_2_seed_0.json", "wd_2_seed_1.json"]
     # the same folder with a different step budget: refused, nothing mixed
-    proc, _ = run_here(tmp_path / "part", capsys, *sweep, "--sweep-steps", "50")
+    proc, _ = run_here(tmp_path / "part", *sweep, "--sweep-steps", "50")
     assert proc.returncode == 2 and "sweep_steps" in proc.stderr, proc.stderr
 
 

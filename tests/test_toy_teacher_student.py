@@ -1,15 +1,13 @@
 """toy_teacher_student.py: every mode end to end, the batched ensemble, bad input, NaN, and the
 paper's claim that time to generalize scales as 1/wd while time to fit does not (Fig. 2c)."""
-import contextlib
-import io
 import json
-import types
 
 import pytest
 import torch
 
 import common
 import toy_teacher_student as ts
+from conftest import run_main
 
 RUN_KEYS = {"acc_threshold", "train_acc_step", "test_acc_step", "grok_ratio", "final_train_acc", "final_test_acc",
             "final_train_loss", "final_test_loss", "w_init", "w_min", "w_final", "wall_seconds", "steps_per_second"}
@@ -17,15 +15,7 @@ CPU = torch.device("cpu")
 
 
 def run_script(*args):
-    """`python toy_teacher_student.py args`, in this process (no interpreter start-up): returncode, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            common.main_guard(lambda: ts.main(list(args)))
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(ts.main, args)
 
 
 def load(out, name):
