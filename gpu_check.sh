@@ -64,7 +64,8 @@ target compile_vs_capture 40 "$PY" bench/compile_vs_capture.py --device $DEVICE 
 # 4. paper-scale figures through reproduce.py, cheapest first (a target that hits its limit costs the least at the
 #    end; run again, a stopped run resumes). Copy $OUT/reproduce/<figure>/ into runs/reproduce/paper/ of a checkout
 #    and `python reproduce.py --scale paper --report-only` adds their verdicts to the paper-scale report.
-#    beyond/modadd: the norm-mode comparison at p = 113 (4 x 3 runs of 15,000 steps; ~4 h on a CPU core).
+#    beyond/modadd: the norm-mode comparison at p = 113 (4 x 3 runs of 15,000 steps; 3.5 h on a CPU core, published
+#    in docs/reproduce-paper/beyond/modadd): here its GPU time, and steps to fit/generalize to set beside the CPU's.
 target paper_fig9 45 "$PY" reproduce.py --only fig9 --scale paper --device $DEVICE --out "$OUT/reproduce"
 target paper_beyond_modadd 60 "$PY" reproduce.py --only beyond/modadd --scale paper --device $DEVICE \
   --out "$OUT/reproduce"

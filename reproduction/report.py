@@ -47,6 +47,15 @@ def _git(*args):
         return ""
 
 
+def run_time(seconds, trained):
+    """A run's time: its invocation's wall time, or, where the script counted more training (summary.json's
+    wall_seconds, summed over saved points for a grid), that count: the run resumed from points saved by an earlier,
+    stopped invocation or by shards."""
+    if trained and seconds is not None and trained > 1.5 * seconds + 60:
+        return f"{fmt_time(trained)} of training counted by the script over its points; the last invocation {fmt_time(seconds)}"
+    return fmt_time(seconds)
+
+
 def write_report(out, scale, session=None):
     """REPORT.md in `out` from whatever runs are there; links are relative to it."""
     out = Path(out).resolve()
@@ -58,7 +67,8 @@ def write_report(out, scale, session=None):
     configs = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/config.json"))]
     config = configs[0] if configs else {}
     made_at = sorted({(c.get("git_commit") or "?")[:7] for c in configs})
-    compute = sum(r.get("seconds", 0) for r in records.values() if r)
+    trained = {k: (results.summary(f"{k[0]}/{k[1]}") or {}).get("wall_seconds") for k in records}
+    compute = sum(max(r.get("seconds", 0), trained[k] or 0) for k, r in records.items() if r)
     dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
     versions = ", ".join(f"{k} {v}" for k, v in [("python", config.get("python")), ("torch", config.get("torch")),
                                                 ("triton", _version("triton")), ("torch_geometric", _version("torch_geometric")),
@@ -115,7 +125,7 @@ def write_report(out, scale, session=None):
                              if scale == "paper" and too_long(run, scale, 1) else ""))
                 continue
             cmd = shlex.join(["python", *rec["settings"]])  # paths relative to the repository
-            status = {"done": f"{fmt_time(rec.get('seconds'))}", "failed": "**failed** (see reproduce.log)",
+            status = {"done": run_time(rec.get("seconds"), trained[(fig.key, run.name)]), "failed": "**failed** (see reproduce.log)",
                       "running": "unfinished",
                       "submitted": "SLURM job " + ("done" if finished(d) else "not finished")}[rec["status"]]
             lines.append(f"- `{run.name}` ({status}): `{cmd}`")

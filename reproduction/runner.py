@@ -132,7 +132,8 @@ def execute(d, cmd):
     write_json(rec, {"status": "running", "settings": key, "command": shlex.join(cmd),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     t0 = time.time()
-    with open(d / "reproduce.log", "w") as log:
+    with open(d / "reproduce.log", "a") as log:  # a resumed run keeps the log of the invocations before
+        print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}", file=log, flush=True)
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         CHILDREN.add(child)
         try:

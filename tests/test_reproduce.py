@@ -12,7 +12,7 @@ import pytest
 
 import reproduce as rp
 from reproduction import claims, figures, runner
-from reproduction.report import publish
+from reproduction.report import publish, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,9 +149,19 @@ def test_killed_run_restarts_in_its_folder_and_a_failure_does_not_stop_the_other
     runner.write_json(out / "figA" / "run" / "reproduce.json",
                       {"status": "running", "settings": runner.settings_key(cmd)})
     (out / "figA" / "run" / "points.json").write_text("kept")
+    (out / "figA" / "run" / "reproduce.log").write_text("the killed invocation's output\n")
     assert rp.main(base) == 0
     assert sorted(calls()) == ["1", "1", "2"]
     assert (out / "figA" / "run" / "points.json").read_text() == "kept"
+    log = (out / "figA" / "run" / "reproduce.log").read_text()
+    assert log.startswith("the killed invocation's output\n== ") and "fake.py --x 1" in log  # appended to
+    # the report's time for a resumed run: what the script counted over its points when that is more
+    summary = out / "figA" / "run" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "wall_seconds": 12_600}))
+    write_report(out, "quick")
+    report = (out / "REPORT.md").read_text()
+    assert "- `run` (3.5 h of training counted by the script over its points; the last invocation " in report
+    assert "compute time (sum over runs): 3.5 h" in report
 
 
 def test_a_run_made_from_a_rerun_run_is_rerun(fake):
