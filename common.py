@@ -95,9 +95,10 @@ def check_standard_args(args):
         elif isinstance(v, int) and not isinstance(v, bool):
             require(v >= 0, f"{flag} must be >= 0, got {v}.")
             require(not name.endswith("seed") or v < 2 ** 32, f"{flag} must be in 0..2**32-1, got {v}.")
-    require(args.steps > 0, f"--steps must be positive, got {args.steps}.")
+    if args.steps is not None:  # None: the script derives it later (qm9, imdb landscapes: from --epochs)
+        positive(args, "steps")
     require(0 < args.acc_threshold <= 1, f"--acc-threshold must be in (0, 1], got {args.acc_threshold}.")
-    require(args.eval_points > 0, f"--eval-points must be positive, got {args.eval_points}.")
+    positive(args, "eval_points")
     require(args.threads <= MAX_THREADS, f"--threads must be in 0..{MAX_THREADS}, got {args.threads}.")
     check_out(args.out)
 
@@ -261,11 +262,9 @@ def norm_targets(params, w_target, constrain):
 
 def project_(params, targets, constrain):
     """Back onto the constraint after an optimizer step (one fused call; no host sync)."""
-    if constrain == "global":
-        kernels.project_to_norm_batched_(params, targets)  # the paper's projection, as it always ran
-    elif constrain == "per-tensor":
+    if constrain == "per-tensor":
         kernels.project_to_norm_batched_([params[i] for i in targets.held], targets.norms, mode="per_tensor")
-    else:
+    else:  # global: the paper's projection; cap
         kernels.project_to_norm_batched_(params, targets, mode=CONSTRAIN[constrain])
 
 
@@ -912,6 +911,14 @@ def plot_norm_modes(path, records, summary, title):
 # ----------------------------------------------------------------------------------------------
 # checkpoints: a long single run survives a kill
 # ----------------------------------------------------------------------------------------------
+def save_atomic(obj, path):
+    """torch.save through a .tmp file and a rename: a run killed mid-save leaves the previous file (or none),
+    never half of one."""
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 class Checkpoint:
     """A single run saves everything its training loop reads (parameters, optimizer state, RNG states, batch
     order, metrics so far) to out/<name>.pt at an evaluation, at most every `every` seconds (0: at every
@@ -955,9 +962,7 @@ class Checkpoint:
         state = state()
         state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                         **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})}
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)  # atomic: a kill mid-save keeps the previous checkpoint
+        save_atomic(state, self.path)
         self.last = time.monotonic()
 
     def done(self):

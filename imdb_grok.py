@@ -88,9 +88,7 @@ def parse_args(argv=None):
     for k, v in {**SCALES[args.scale], "lr": 1e-3 if landscape else 3e-4, "eval_points": 5 if landscape else 150}.items():
         if getattr(args, k) is None and not (k == "steps" and landscape):  # landscape: steps from --epochs
             setattr(args, k, v)
-    steps, args.steps = args.steps, 1 if args.steps is None else args.steps
     common.check_standard_args(args)
-    args.steps = steps
     common.positive(args, "alpha", "control_alpha", "lr", "vocab", "seq_len", "embed", "hidden", "layers",
                     "batch_size", "eval_chunk", "epochs")
     common.nonnegative(args, "wd", "control_wd", "clip")
@@ -196,8 +194,7 @@ def load_imdb(args, size, device):
              "x_test": encode(tok_te, vocab, args.seq_len), "y_test": labels[pick[te]],
              "vocab": sorted(vocab, key=vocab.get)}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(d, cache.with_suffix(".tmp"))
-        cache.with_suffix(".tmp").replace(cache)  # atomic: a killed run leaves no half cache
+        common.save_atomic(d, cache)
     return [(d[f"x_{s}"].to(device), d[f"y_{s}"].to(device, torch.float32)) for s in ("train", "test")]
 
 

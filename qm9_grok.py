@@ -16,7 +16,6 @@ at alpha 3 the training MSE reaches 5 bohr^6 near step 1e3, the test MSE near 2e
 weight decay; the weight norm does not fall); at alpha 1 both within ~100 steps. Landscape at small N: training MSE
 low over a wide range of alpha (L), test MSE lowest at moderate alpha (U); at N = 3000 train and test agree.
 """
-import argparse
 import csv
 import hashlib
 import itertools
@@ -84,7 +83,7 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     req = common.require
-    common.check_standard_args(argparse.Namespace(**{**vars(args), "steps": 1 if args.steps is None else args.steps}))
+    common.check_standard_args(args)
     common.positive(args, "alpha", "lr", "batch_size", "loss_threshold")
     common.nonnegative(args, "wd")
     req(args.size >= 4, f"--size must be at least 4 (two molecules to train on, two to test), got {args.size}.")
@@ -229,8 +228,7 @@ def load_qm9(args, size):
         data.append(d)
     b = Batch.from_data_list(data)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(b, cache.with_suffix(".tmp"))
-    cache.with_suffix(".tmp").replace(cache)  # atomic: a killed run never leaves half a cache
+    common.save_atomic(b, cache)
     return b
 
 

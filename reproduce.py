@@ -119,7 +119,7 @@ def main(argv=None):
         return 0
 
     device = "auto" if args.slurm and args.device == "auto" else resolve_device(args.device)  # a job picks its own
-    if device == "cuda" and not args.slurm and not args.dry_run and resolve_device("auto") != "cuda":
+    if args.device == "cuda" and not args.slurm and not args.dry_run and resolve_device("auto") != "cuda":
         print("reproduce.py: --device cuda was asked for but no GPU is visible.", file=sys.stderr)
         return 2
     jobs = args.jobs or (1 if device == "cuda" else os.cpu_count() or 1)
@@ -136,10 +136,12 @@ def main(argv=None):
                 continue
             cmd = full_command(out, fig, run, args.scale, device, threads)
             d = run_dir(out, fig, run)
-            if (not is_done(d, cmd) and args.reuse and not args.dry_run and not args.slurm
-                    and reuse(fig, run, cmd, out, Path(args.reuse))):
+            done = is_done(d, cmd)
+            if (not done and args.reuse and not args.dry_run and not args.slurm
+                    and reuse(fig, run, cmd, out, Path(args.reuse))):  # copied: a done record with these settings
                 print(f"  {fig.key}/{run.name}: copied from {args.reuse} (the same command at both scales)")
-            (skipped if is_done(d, cmd) else todo).append((fig, run, d, cmd))
+                done = True
+            (skipped if done else todo).append((fig, run, d, cmd))
     stale = {f"{t[0].key}/{t[1].name}" for t in todo}
     for t in list(skipped):  # a run made from a run that is made again is made again too (fig6c, fig6d)
         if t[1].needs in stale:

@@ -280,8 +280,7 @@ def main(argv=None):
                        "per_tensor": kernels.batched_tensor_norms(params, backend="torch")}
         else:
             targets = {"global": float(kernels.global_norm(params, backend="torch")),
-                       "per_tensor": torch.stack([p.norm(dtype=torch.float32 if dtype != torch.float64 else dtype)
-                                                  for p in params])}
+                       "per_tensor": kernels.tensor_norms(params, backend="torch")}
         results = {}
         # Provider by provider, its modes timed in turns (time_interleaved), for their ratios to global.
         for prov in providers:

@@ -15,8 +15,9 @@
     project_to_norm_batched_(tensors, targets, mode=m) -> the same four modes per model e: "per_tensor" /
                                                   "cap_per_tensor" take targets[e, i] for model e of tensor i
                                                   (a number, a 0-d or [E, N] tensor; returns [E, N] old norms)
-    batched_tensor_norms(tensors)              -> [E, N] norms of model e of tensor i (e.g. for default
-                                                  per-tensor targets alpha * the initial norms)
+    tensor_norms(tensors)                      -> [N] norms, one per tensor (e.g. per-tensor targets alpha *
+                                                  the initial norms); batched_tensor_norms(tensors) -> [E, N]
+                                                  norms of model e of tensor i
 
 `backend="auto"` uses the fused Triton kernels for CUDA tensors (two launches, CUDA-graph capturable)
 and torch foreach ops on CPU or for lists the kernels can't take (mixed dtypes, non-contiguous);
@@ -43,7 +44,7 @@ import torch
 
 from . import norm_project as _impl
 
-__all__ = ["global_norm", "batched_norm", "batched_tensor_norms", "project_to_norm_", "project_to_norm_batched_",
+__all__ = ["global_norm", "batched_norm", "tensor_norms", "batched_tensor_norms", "project_to_norm_", "project_to_norm_batched_",
            "FixedNorm", "MODES"]
 
 # project_to_norm_'s modes: rescale the global norm to the target, each tensor's norm to its own target, or
@@ -148,6 +149,12 @@ def batched_norm(tensors, *, backend="auto"):
     return _impl.batched_norm_torch(tensors) if tab is None else _impl.launch(tab)
 
 
+def tensor_norms(tensors, *, backend="auto"):
+    tensors, _ = _check(tensors, backend, batched=False)
+    tab = _triton_table(tensors, backend, batched=False, per_tensor=True)
+    return _impl.tensor_norms_torch(tensors) if tab is None else _impl.launch(tab)
+
+
 def batched_tensor_norms(tensors, *, backend="auto"):
     tensors, _ = _check(tensors, backend, batched=True)
     tab = _triton_table(tensors, backend, batched=True, per_tensor=True)
@@ -162,9 +169,7 @@ def project_to_norm_(tensors, target, *, mode="global", backend="auto"):
         norms = _impl.launch(tab, target, cap=mode in _CAP)
         return norms if per_tensor else norms.reshape(())
     with torch.no_grad():  # in-place ops on leaf parameters
-        if mode == "global":  # today's projection, unchanged
-            return _impl.project_to_norm_torch_(tensors, target)
-        return _impl.project_modes_torch_(tensors, target, mode)
+        return _impl.project_to_norm_torch_(tensors, target, mode)
 
 
 def project_to_norm_batched_(tensors, targets, *, mode="global", backend="auto"):
@@ -175,9 +180,7 @@ def project_to_norm_batched_(tensors, targets, *, mode="global", backend="auto")
         norms = _impl.launch(tab, targets, cap=mode in _CAP)
         return norms.view(-1, len(tensors)) if per_tensor else norms
     with torch.no_grad():
-        if mode == "global":  # today's batched projection, unchanged
-            return _impl.project_to_norm_batched_torch_(tensors, targets)
-        return _impl.project_modes_batched_torch_(tensors, targets, mode)
+        return _impl.project_to_norm_batched_torch_(tensors, targets, mode)
 
 
 from .fixed_norm import FixedNorm  # noqa: E402  (it uses the functions above)

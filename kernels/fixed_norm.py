@@ -11,7 +11,7 @@ tensor's norm on its own, "cap" / "cap_per_tensor" only pull back a norm that gr
 """
 import torch
 
-from . import _check, _number, global_norm, project_to_norm_
+from . import _PER_TENSOR, _check, _number, global_norm, project_to_norm_, tensor_norms
 from . import norm_project as _impl
 
 
@@ -26,8 +26,7 @@ class FixedNorm:
         if target is None:
             alpha = _number(alpha, "alpha", "a number")
             with torch.no_grad():
-                norms = (_impl.tensor_norms_torch(params) if mode in ("per_tensor", "cap_per_tensor")
-                         else global_norm(params, backend=backend))
+                norms = (tensor_norms if mode in _PER_TENSOR else global_norm)(params, backend=backend)
             # A host sync, here only. A target of 0 would hold its tensors at zero for good (e.g. a zero-initialised
             # bias, per tensor), an inf or NaN one would poison them: refused, rather than done silently.
             bad = ~(torch.isfinite(norms) & (norms > 0))
@@ -39,11 +38,9 @@ class FixedNorm:
             target = alpha * norms
         elif alpha != 1.0:
             raise ValueError("give target or alpha (a multiple of the initial norms), not both")
-        elif isinstance(target, (list, tuple)) and mode in ("per_tensor", "cap_per_tensor"):
-            # N numbers: copied to the device once here, not on every step
-            target = torch.tensor([_number(x, f"target[{i}]", "a number") for i, x in enumerate(target)],
-                                  dtype=_impl._acc_dtype(params), device=params[0].device)
         self.params, self.target = _check(params, backend, batched=False, target=target, mode=mode)
+        if isinstance(self.target, list):  # N numbers (checked): copied to the device once here, not every step
+            self.target = torch.tensor(self.target, dtype=_impl._acc_dtype(params), device=params[0].device)
         self.mode, self.backend = mode, backend
 
     def step(self):

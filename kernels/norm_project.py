@@ -55,18 +55,6 @@ def global_norm_torch(tensors):
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=acc)).norm()
 
 
-def project_to_norm_torch_(tensors, target):
-    """Rescale all tensors in place so their global norm equals target; returns the norm before.
-    target: a number or a 0-d tensor on the device (used as is: no host->device copy, no sync)."""
-    norm = global_norm_torch(tensors)
-    # Zero norm: no direction to rescale along; inf / NaN (overflow, a diverged run): nothing sensible
-    # to scale by. Either way leave the tensors as they are (scale 1).
-    scale = torch.where((norm > 0) & (norm < float("inf")), target / norm, 1.0)
-    for dtype, group in _by_dtype(tensors).items():
-        torch._foreach_mul_(group, scale.to(dtype))
-    return norm
-
-
 def tensor_norms_torch(tensors):
     """The [N] norms of the N tensors, one each, in the accumulation dtype of the whole list (no host sync)."""
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=_acc_dtype(tensors)))
@@ -82,23 +70,17 @@ def _mode_scale(norm, target, mode):
     return torch.where(ok & (norm < float("inf")), target / norm, 1.0)
 
 
-def project_modes_torch_(tensors, target, mode):
-    """project_to_norm_torch_'s other modes (kernels/__init__.py, project_to_norm_): "cap" (global norm,
-    rescaled only if above the target), "per_tensor" and "cap_per_tensor" (each tensor on its own, target:
-    a number, a 0-d or [N] tensor, or a list of N numbers). Returns the norm(s) before: 0-d, or [N]."""
-    per_tensor = mode != "cap"
+def project_to_norm_torch_(tensors, target, mode="global"):
+    """Rescale the tensors in place (kernels/__init__.py, project_to_norm_): "global" so their global norm
+    equals target, "cap" only if it is above the target, "per_tensor" / "cap_per_tensor" each tensor on its own
+    (target: a number, a 0-d or [N] tensor, or a list of N numbers). A device target is used as is: no
+    host->device copy, no sync. Returns the norm(s) before: 0-d, or [N]."""
+    per_tensor = mode.endswith("per_tensor")
     norm = tensor_norms_torch(tensors) if per_tensor else global_norm_torch(tensors)
     scale = _mode_scale(norm, target, mode)
-    groups = _by_dtype(tensors)
-    if not per_tensor:
-        for dtype, group in groups.items():
-            torch._foreach_mul_(group, scale.to(dtype))
-    elif len(groups) == 1:  # the usual one-dtype list: one foreach call, one 0-d scale per tensor
-        torch._foreach_mul_(tensors, list(scale.to(tensors[0].dtype).unbind()))
-    else:
-        scales = {dtype: scale.to(dtype).unbind() for dtype in groups}
-        for dtype, group in groups.items():
-            torch._foreach_mul_(group, [scales[dtype][i] for i, t in enumerate(tensors) if t.dtype == dtype])
+    for dtype, group in _by_dtype(tensors).items():
+        s = scale.to(dtype)  # per tensor: tensor i's 0-d scale, for the tensors of this dtype
+        torch._foreach_mul_(group, [c for c, t in zip(s.unbind(), tensors) if t.dtype == dtype] if per_tensor else s)
     return norm
 
 
@@ -116,36 +98,17 @@ def batched_norm_torch(tensors):
     return torch.linalg.vector_norm(batched_tensor_norms_torch(tensors), dim=1)
 
 
-def project_to_norm_batched_torch_(tensors, targets):
-    """Rescale model e of every tensor so that model e's global norm equals targets[e].
-    targets: a number, a 0-d or [E] tensor on the device, or a list of E numbers."""
-    norms = batched_norm_torch(tensors)
-    if not isinstance(targets, (int, float, torch.Tensor)):
-        targets = torch.as_tensor(targets, dtype=norms.dtype, device=norms.device)
-    scale = torch.where((norms > 0) & (norms < float("inf")), targets / norms, 1.0)
-    for dtype, group in _by_dtype(tensors).items():
-        s = scale.to(dtype)
-        torch._foreach_mul_(group, [s.view(-1, *([1] * (t.dim() - 1))) for t in group])
-    return norms
-
-
-def project_modes_batched_torch_(tensors, targets, mode):
-    """project_to_norm_batched_torch_'s other modes (kernels/__init__.py, project_to_norm_batched_): "cap"
-    (member e's global norm, rescaled only if above targets[e]: a number, a 0-d or [E] tensor, or E numbers),
-    "per_tensor" and "cap_per_tensor" (member e of tensor i on its own, to / capped at targets[e, i]: a
-    number, a 0-d or [E, N] tensor). Returns the norms before: [E], or [E, N]."""
-    per_tensor = mode != "cap"
+def project_to_norm_batched_torch_(tensors, targets, mode="global"):
+    """project_to_norm_torch_ for tensors that share a leading ensemble dimension E (kernels/__init__.py,
+    project_to_norm_batched_): "global" / "cap" member e's global norm to / capped at targets[e] (a number, a
+    0-d or [E] tensor, or E numbers); "per_tensor" / "cap_per_tensor" member e of tensor i on its own, to /
+    capped at targets[e, i] (a number, a 0-d or [E, N] tensor). Returns the norms before: [E], or [E, N]."""
+    per_tensor = mode.endswith("per_tensor")
     norms = batched_tensor_norms_torch(tensors) if per_tensor else batched_norm_torch(tensors)
     scale = _mode_scale(norms, targets, mode)  # element by element: a member's scale is its own norm's and target's
-    dtype = tensors[0].dtype
-    if all(t.dtype == dtype for t in tensors):  # the usual one-dtype list: one foreach call
-        s = scale.to(dtype)
-        # per tensor: column i of [E, N], tensor i's E scales, as an [E, 1, ...] view (no copy)
-        cols = s.unbind(1) if per_tensor else (s,) * len(tensors)
-        torch._foreach_mul_(tensors, [c.view(-1, *([1] * (t.dim() - 1))) for c, t in zip(cols, tensors)])
-        return norms
     for dtype, group in _by_dtype(tensors).items():
         s = scale.to(dtype)
+        # per tensor: column i of [E, N], tensor i's E scales; each as an [E, 1, ...] view (no copy)
         cols = [c for c, t in zip(s.unbind(1), tensors) if t.dtype == dtype] if per_tensor else (s,) * len(group)
         torch._foreach_mul_(group, [c.view(-1, *([1] * (t.dim() - 1))) for c, t in zip(cols, group)])
     return norms

@@ -523,8 +523,8 @@ def claim_small_init(r):
     if c is not None:
         got.append(("IMDb alpha 1", curve_delay(c)))
     q = r.summary("fig5/control")
-    if q and r.metrics("fig5/control"):
-        got.append(("QM9 alpha 1", curve_delay(r.metrics("fig5/control"), fit=q["loss_threshold"], loss=True)))
+    if q and (m := r.metrics("fig5/control")):
+        got.append(("QM9 alpha 1", curve_delay(m, fit=q["loss_threshold"], loss=True)))
     if not got:
         return None
     text = ", ".join(f"{k}: {fmt(g and g['delay'])}x ({fmt(g and g['after'], 2)} after fit)" for k, g in got)

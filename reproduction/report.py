@@ -20,11 +20,13 @@ class Results:
     """summary.json (and metrics.json) of the runs present in an output folder, by "fig/run"."""
 
     def __init__(self, out):
-        self.out = Path(out)
+        self.out, self.loaded = Path(out), {}  # one report's life: each file is read once
 
     def _load(self, name, file):
-        d = self.out / name  # name: "fig/run"
-        return read_json(d / file) if finished(d) else None
+        if (name, file) not in self.loaded:
+            d = self.out / name  # name: "fig/run"
+            self.loaded[name, file] = read_json(d / file) if finished(d) else None
+        return self.loaded[name, file]
 
     def summary(self, name):
         return self._load(name, "summary.json")

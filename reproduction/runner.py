@@ -156,14 +156,13 @@ def fmt_time(s):
 def run_all(todo, jobs, scale):
     """todo: [(fig, run, dir, cmd)]. Longest (expected) first, a run only after the run it needs."""
     pending = sorted(todo, key=lambda t: -(t[1].est.get(scale) or 0))
-    waiting_on = {id(t): t[1].needs for t in pending}
     succeeded, failed, running = set(), [], {}
     total, done_n, t_start = len(pending), 0, time.time()
     est_left = sum(t[1].est.get(scale) or 0 for t in pending)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
             for t in list(pending):
-                need = waiting_on[id(t)]
+                need = t[1].needs
                 if len(running) >= jobs:
                     break
                 if need and need not in succeeded and any(f"{x[0].key}/{x[1].name}" == need for x in

@@ -75,6 +75,9 @@ def test_mode_matches_float64(backend, mode, dtype):
         before = f64(tensors)
         norm = kernels.project_to_norm_(tensors, target, mode=mode, backend=backend)
         check_mode(tensors, before, norm, target, mode)
+    if mode == "per_tensor":
+        torch.testing.assert_close(kernels.tensor_norms(tensors, backend=backend).double(),
+                                   reference(f64(tensors), 1.0, mode)[0], rtol=NORM_RTOL[dtype], atol=0)
 
 
 @interpreted
