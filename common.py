@@ -178,6 +178,18 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def epoch_batches(n, batch, seed, device):
+    """Endless index batches as DataLoader(shuffle=True) makes them: each epoch a seeded permutation of range(n)
+    cut into pieces of `batch` (the last one shorter), many epochs made at once so a step costs one slice. The
+    order is a function of the seed alone: a resumed run skips the batches it has taken."""
+    g = torch.Generator().manual_seed(seed + 1)  # +1: not the stream that drew the data subset or split
+    ahead = max(1, min(1024, 2_000_000 // n))
+    while True:
+        perms = torch.stack([torch.randperm(n, generator=g) for _ in range(ahead)]).to(device)
+        for perm in perms:
+            yield from perm.split(batch)
+
+
 def setup(args):
     """Threads, seed, device and dtype from the standard flags: returns (device, dtype)."""
     if args.threads:

@@ -198,17 +198,6 @@ def load_imdb(args, size, device):
     return [(d[f"x_{s}"].to(device), d[f"y_{s}"].to(device, torch.float32)) for s in ("train", "test")]
 
 
-def batches(n, batch, seed, device, epochs_ahead=64):
-    """Endless batches as DataLoader(shuffle=True) makes them: each epoch a seeded permutation of range(n) cut into
-    pieces of `batch` (the last one shorter), made many epochs ahead so a step costs one slice. The order is a
-    function of the seed alone: a resumed run skips the batches it has taken."""
-    g = torch.Generator().manual_seed(seed + 1)  # +1: not the data subset's stream
-    while True:
-        ahead = torch.cat([torch.randperm(n, generator=g) for _ in range(epochs_ahead)]).to(device)
-        for e in range(epochs_ahead):
-            yield from ahead[e * n:(e + 1) * n].split(batch)
-
-
 class SentimentLSTM(nn.Module):
     """Embedding(vocab + 1, embed) -> LSTM(layers, hidden) -> Linear(hidden, 1) on the last position."""
 
@@ -270,8 +259,9 @@ def train(args, data, members, steps, *, constrain, desc, device, dtype, eval_at
         stream = torch.cuda.Stream(device) if device.type == "cuda" and len(members) > 1 else None
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(device))  # the init and data are made on the default stream
+        batches = common.epoch_batches(len(x_tr), args.batch_size, args.seed, device)
         runs.append({"model": model, "params": params, "opt": opt, "w": w, "stream": stream, "graphs": {},
-                     "batches": itertools.islice(batches(len(x_tr), args.batch_size, args.seed, device), start, None)})
+                     "batches": itertools.islice(batches, start, None)})
 
     def train_step(run, b):  # b: the batch's indices into the training set
         loss = F.binary_cross_entropy_with_logits(run["model"](x_tr[b]), y_tr[b].to(dtype))

@@ -272,17 +272,6 @@ class Graphs:
         return self._chunks[graphs_per_chunk]
 
 
-def batches(n, batch, seed, device):
-    """Endless batches as DataLoader(shuffle=True): per epoch a seeded permutation of range(n) cut into pieces (the
-    last one short), many epochs ahead. A function of the seed alone: a resumed run skips the batches taken."""
-    g = torch.Generator().manual_seed(seed + 1)  # +1: not the split's stream
-    ahead = max(1, min(1024, 2_000_000 // n))
-    while True:
-        perms = torch.stack([torch.randperm(n, generator=g) for _ in range(ahead)]).to(device)
-        for perm in perms:
-            yield from perm.split(batch)
-
-
 # --- model: the authors' NNConv network; E copies at once through torch.func ----------------------------------
 class OneHotEdgeNet(nn.Sequential):
     """An edge network on one-hot bond types, evaluated on the 4 types only: each edge takes its type's row
@@ -368,7 +357,7 @@ def train_ensemble(args, train, test, alphas, steps, *, wd, constrain, desc, dev
     evaluated, err, start = [], None, 0
     if state := ckpt and ckpt.resume(leaves, opt):
         evaluated, m, start = state["evaluated"], state["m"], state["step"]
-    batch_ids = itertools.islice(batches(train.n, args.batch_size, args.seed, device), start, None)
+    batch_ids = itertools.islice(common.epoch_batches(train.n, args.batch_size, args.seed, device), start, None)
     bar = common.progress(steps, desc)
     bar.update(start)
     for step in range(start, steps + 1):

@@ -150,7 +150,7 @@ def test_loader_cache_and_device_batching(csv_dir, tmp_path):
 
 
 def test_batches_are_permutations_with_a_short_last_batch():
-    bt = qg.batches(50, 32, 0, torch.device("cpu"))
+    bt = common.epoch_batches(50, 32, 0, torch.device("cpu"))
     for _ in range(3):
         a, b = next(bt), next(bt)
         assert len(a) == 32 and len(b) == 18 and sorted(torch.cat([a, b]).tolist()) == list(range(50))
@@ -161,10 +161,10 @@ def test_batches_resume_by_skipping_the_taken_ones():
     """A resumed run skips the batches it took (the order is a function of the seed): the same batches as one run
     going on, across the refill of the permutations made ahead (n = 3000 makes 666 epochs at a time)."""
     cpu, k = torch.device("cpu"), 3 * 666 - 2
-    want = list(itertools.islice(qg.batches(3000, 1024, 0, cpu), k, k + 5))
-    again = itertools.islice(qg.batches(3000, 1024, 0, cpu), k, None)
+    want = list(itertools.islice(common.epoch_batches(3000, 1024, 0, cpu), k, k + 5))
+    again = itertools.islice(common.epoch_batches(3000, 1024, 0, cpu), k, None)
     assert all(torch.equal(a, next(again)) for a in want)
-    assert not torch.equal(want[0], next(qg.batches(3000, 1024, 0, cpu)))
+    assert not torch.equal(want[0], next(common.epoch_batches(3000, 1024, 0, cpu)))
 
 
 def test_onehot_edge_network_is_the_authors_network():
